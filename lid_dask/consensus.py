@@ -1,0 +1,125 @@
+"""From window probabilities to one trustworthy answer per file.
+
+The rule, in two steps (all weights and thresholds live in `ConsensusConfig`):
+
+1. Per model, windows vote with weight = seconds of speech they contain; windows with less than
+   `min_window_speech` seconds do not vote. The model's file distribution is the weighted mean of
+   its voting windows. If a voting window's top language differs from the file's and that window
+   is itself confident (>= `window_disagreement`), the file is flagged ``windows_disagree``
+   (code-switching, dubbed or mixed content).
+2. Across models, the final distribution is the weighted mean of the models' distributions
+   (`model_weights`, default 1 each); the final language is its arg-max and the confidence its
+   probability. Agreement counts the models whose own top language equals the final one: all
+   (``unanimous``), more than half (``majority``) or not (``split``); ``single`` with one model.
+
+A file needs review when models are split (or only a majority agrees, if `review_majority`),
+confidence is below `low_confidence`, windows disagree, or there is no usable speech.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from lid_dask.results import TOP_K, ModelVerdict, WindowVerdict
+from lid_dask.windows import Window
+
+
+@dataclass(frozen=True)
+class ConsensusConfig:
+    """Weights and thresholds of the consensus rule (see the module docstring).
+
+    The defaults are round, conventional values fixed before looking at results (a probability
+    of one half; half a second of speech), not tuned on any test set.
+    """
+
+    model_weights: dict[str, float] = field(default_factory=dict)
+    low_confidence: float = 0.5
+    window_disagreement: float = 0.5
+    min_window_speech: float = 0.5
+    review_majority: bool = True
+
+
+@dataclass
+class ModelOutput:
+    """A model's file-level distribution plus the record that goes into the result."""
+
+    verdict: ModelVerdict
+    distribution: dict[str, float]
+
+
+def combine_windows(model: str, labels: list[str], probabilities: np.ndarray, speech: list[float],
+                    windows: list[Window], config: ConsensusConfig) -> ModelOutput | None:
+    """One model's file verdict from its window probabilities; None when no window has speech."""
+    weights = np.array([s if s >= config.min_window_speech else 0.0 for s in speech])
+    window_records = tuple(
+        WindowVerdict(w.start, w.duration, s, labels[int(p.argmax())] if p.any() else None, float(p.max(initial=0)))
+        for w, s, p in zip(windows, speech, probabilities)
+    )
+    if weights.sum() <= 0:
+        return None
+    distribution = (weights[:, None] * probabilities).sum(axis=0) / weights.sum()
+    best = int(distribution.argmax())
+    disagree = any(
+        wv.language != labels[best] and wv.probability >= config.window_disagreement
+        for wv, weight in zip(window_records, weights) if weight > 0
+    )
+    as_dict = _to_dict(labels, distribution)
+    verdict = ModelVerdict(model=model, language=labels[best], probability=float(distribution[best]),
+                           top=_top(as_dict), windows_disagree=disagree, windows=window_records)
+    return ModelOutput(verdict, as_dict)
+
+
+@dataclass(frozen=True)
+class Consensus:
+    language: str | None
+    confidence: float
+    agreement: str
+    reasons: tuple[str, ...]
+
+
+def combine_models(outputs: list[ModelOutput], config: ConsensusConfig) -> Consensus:
+    """The final answer from the models' distributions (see the module docstring)."""
+    if not outputs:
+        return Consensus(None, 0.0, "none", ("no_speech",))
+    total: dict[str, float] = {}
+    weight_sum = 0.0
+    for out in outputs:
+        weight = config.model_weights.get(out.verdict.model, 1.0)
+        weight_sum += weight
+        for language, p in out.distribution.items():
+            total[language] = total.get(language, 0.0) + weight * p
+    language = max(total, key=total.get)
+    confidence = total[language] / weight_sum if weight_sum > 0 else 0.0
+    votes = sum(out.verdict.language == language for out in outputs)
+    if len(outputs) == 1:
+        agreement = "single"
+    elif votes == len(outputs):
+        agreement = "unanimous"
+    elif votes * 2 > len(outputs):
+        agreement = "majority"
+    else:
+        agreement = "split"
+    reasons = []
+    if agreement == "split" or (agreement == "majority" and config.review_majority):
+        reasons.append("models_disagree")
+    if confidence < config.low_confidence:
+        reasons.append("low_confidence")
+    if any(out.verdict.windows_disagree for out in outputs):
+        reasons.append("windows_disagree")
+    return Consensus(language, float(confidence), agreement, tuple(reasons))
+
+
+def _to_dict(labels: list[str], distribution: np.ndarray) -> dict[str, float]:
+    """Label -> probability; labels that map to the same language add up."""
+    out: dict[str, float] = {}
+    for label, p in zip(labels, distribution):
+        if p > 0:
+            out[label] = out.get(label, 0.0) + float(p)
+    return out
+
+
+def _top(distribution: dict[str, float]) -> dict[str, float]:
+    ranked = sorted(distribution.items(), key=lambda kv: -kv[1])[:TOP_K]
+    return {language: round(p, 4) for language, p in ranked}

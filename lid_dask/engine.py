@@ -1,0 +1,184 @@
+"""The LID engine: files in, one `FileResult` per file out, no cluster needed.
+
+Per batch of files: decode the planned windows and measure their speech in a thread pool
+(FFmpeg and ONNX release the GIL, so this overlaps with inference), run each model once over all
+speech windows of the batch, then combine windows and models by consensus. `identify_batch` is
+the unit a Dask worker runs; `identify` is the one-call API for scripts and notebooks.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from lid_dask import languages as lang
+from lid_dask.audio import DecodedAudio, load_windows
+from lid_dask.consensus import ConsensusConfig, ModelOutput, combine_models, combine_windows
+from lid_dask.errors import AudioError, ErrorKind
+from lid_dask.models import DEFAULT_MODEL, Backend, load_model
+from lid_dask.results import FileResult
+from lid_dask.sources import expand_sources
+from lid_dask.speech import DETECTORS, speech_seconds
+from lid_dask.windows import WindowPlan
+
+
+@dataclass
+class _Prepared:
+    """A decoded file with the speech seconds of each window, ready for the models."""
+
+    audio: DecodedAudio
+    speech: list[float]
+
+
+class Identifier:
+    """Loaded models plus settings; reuse one instance for many files (models load once)."""
+
+    def __init__(self, models: str | Iterable[str] = DEFAULT_MODEL, windows: str | WindowPlan | None = None,
+                 languages: Iterable[str] | None = None, vad: str = "silero",
+                 consensus: ConsensusConfig | None = None, device: str = "auto",
+                 storage_options: dict | None = None, batch_files: int = 8, decode_threads: int = 2):
+        if vad not in DETECTORS:
+            raise ValueError(f"unknown speech detector {vad!r}; choose one of {DETECTORS}")
+        self.model_specs = [models] if isinstance(models, str) else list(models)
+        if not self.model_specs:
+            raise ValueError("at least one model is needed")
+        self.plan = WindowPlan.parse(windows)
+        self.languages = [lang.to_code(code) for code in languages] if languages else None
+        self.vad = vad
+        self.consensus = consensus or ConsensusConfig()
+        self.storage_options = storage_options
+        self.batch_files = batch_files
+        self.decode_threads = decode_threads
+        self.backends: list[Backend] = [load_model(spec, device) for spec in self.model_specs]
+        names = [b.name for b in self.backends]
+        if len(set(names)) != len(names):
+            raise ValueError(f"the same model is listed twice: {names}")
+
+    # -- the public entry points -------------------------------------------------------------
+
+    def identify_batch(self, uris: list[str]) -> list[FileResult]:
+        """Identify a list of files; one result per file, in order. Bad files fail alone."""
+        with ThreadPoolExecutor(self.decode_threads) as pool:
+            prepared = list(pool.map(self._prepare, uris))
+        return self._infer(uris, prepared)
+
+    def iter_results(self, uris: Iterable[str], on_result: Callable[[FileResult], None] | None = None
+                     ) -> Iterator[FileResult]:
+        """Stream results; decoding of the next batch overlaps inference of the current one."""
+        with ThreadPoolExecutor(self.decode_threads) as pool:
+            batches = _chunks(iter(uris), self.batch_files)
+            pending = None
+            for batch in itertools.chain(batches, [None]):
+                submitted = (batch, [pool.submit(self._prepare, u) for u in batch]) if batch else None
+                if pending is not None:
+                    done_uris, futures = pending
+                    for result in self._infer(done_uris, [f.result() for f in futures]):
+                        if on_result:
+                            on_result(result)
+                        yield result
+                pending = submitted
+
+    def fingerprint(self) -> list[dict]:
+        return [b.fingerprint() for b in self.backends]
+
+    # -- steps ------------------------------------------------------------------------------
+
+    def _prepare(self, uri: str) -> _Prepared | AudioError:
+        try:
+            audio = load_windows(uri, self.plan, self.storage_options)
+            return _Prepared(audio, [speech_seconds(s, self.vad) for s in audio.samples])
+        except AudioError as exc:
+            return exc
+        except Exception as exc:  # noqa: BLE001 - a bug must fail the file, not the batch
+            return AudioError(ErrorKind.INTERNAL, f"{type(exc).__name__}: {exc}")
+
+    def _infer(self, uris: list[str], prepared: list[_Prepared | AudioError]) -> list[FileResult]:
+        good = [i for i, p in enumerate(prepared) if isinstance(p, _Prepared)]
+        outputs: dict[int, list[ModelOutput]] = {i: [] for i in good}
+        for backend in self.backends:
+            for i, probabilities in self._run_backend(backend, [prepared[i] for i in good]).items():
+                item = prepared[good[i]]
+                out = combine_windows(backend.name, backend.labels, probabilities, item.speech,
+                                      item.audio.windows, self.consensus)
+                if out is not None:
+                    outputs[good[i]].append(out)
+        results = []
+        for uri, item in zip(uris, prepared):
+            if isinstance(item, AudioError):
+                results.append(_error_result(uri, item))
+            else:
+                results.append(self._file_result(uri, item, outputs[prepared.index(item)]))
+        return results
+
+    def _run_backend(self, backend: Backend, items: list[_Prepared]) -> dict[int, np.ndarray]:
+        """Window probabilities per item; only windows with speech are sent to the model."""
+        jobs = [(i, w) for i, item in enumerate(items) for w, s in enumerate(item.speech)
+                if s >= self.consensus.min_window_speech]
+        per_item = {i: np.zeros((len(item.speech), len(backend.labels)), dtype=np.float32)
+                    for i, item in enumerate(items)}
+        for start in range(0, len(jobs), backend.max_batch):
+            chunk = jobs[start:start + backend.max_batch]
+            probabilities = backend.predict([items[i].audio.samples[w] for i, w in chunk])
+            probabilities = lang.restrict(probabilities, backend.labels, self.languages)
+            for (i, w), row in zip(chunk, probabilities):
+                per_item[i][w] = row
+        return per_item
+
+    def _file_result(self, uri: str, item: _Prepared, outputs: list[ModelOutput]) -> FileResult:
+        audio = item.audio
+        base = dict(uri=uri, duration=audio.duration, speech_seconds=float(sum(item.speech)),
+                    decoded_seconds=audio.decoded_seconds,
+                    extra={"codec": audio.codec, "container": audio.container, "sample_rate": audio.sample_rate})
+        if not outputs:
+            listened = sum(w.duration for w in audio.windows)
+            return FileResult(**base, needs_review=True, review_reasons=("no_speech",),
+                              error_kind=ErrorKind.NO_SPEECH.value,
+                              error=f"no speech in the {len(audio.windows)} window(s) analysed ({listened:.1f} s)")
+        decision = combine_models(outputs, self.consensus)
+        return FileResult(**base, language=decision.language, confidence=decision.confidence,
+                          agreement=decision.agreement, needs_review=bool(decision.reasons),
+                          review_reasons=decision.reasons, models=tuple(o.verdict for o in outputs))
+
+
+def _error_result(uri: str, error: AudioError) -> FileResult:
+    reasons = (error.kind.value,) if error.kind in (ErrorKind.TOO_SHORT, ErrorKind.NO_SPEECH) else ()
+    return FileResult(uri=uri, needs_review=bool(reasons), review_reasons=reasons,
+                      error_kind=error.kind.value, error=error.message, retryable=error.retryable)
+
+
+def _chunks(iterator: Iterator[str], size: int) -> Iterator[list[str]]:
+    while batch := list(itertools.islice(iterator, size)):
+        yield batch
+
+
+def identify(sources: str | Iterable[str], models: str | Iterable[str] = DEFAULT_MODEL,
+             windows: str | WindowPlan | None = None, languages: Iterable[str] | None = None,
+             progress: bool = False, **options) -> pd.DataFrame:
+    """Identify the language of each audio file in `sources` (paths, folders, globs, fsspec URLs).
+
+    Returns one row per file: ``language``, ``confidence``, ``agreement``, ``needs_review`` and its
+    ``review_reasons``, each model's answer, and ``error_kind``/``error`` for files that failed.
+    Other keyword options go to `Identifier` (``vad``, ``consensus``, ``device``,
+    ``storage_options``, ``batch_files``).
+    """
+    identifier = Identifier(models=models, windows=windows, languages=languages, **options)
+    uris = list(expand_sources(sources, options.get("storage_options")))
+    if progress:
+        from lid_dask.progress import track
+
+        rows = [r.to_row() for r in track(identifier.iter_results(uris), total=len(uris))]
+    else:
+        rows = [r.to_row() for r in identifier.iter_results(uris)]
+    return pd.DataFrame(rows, columns=_columns(rows))
+
+
+def _columns(rows: list[dict]) -> list[str]:
+    columns = list(FileResult(uri="").to_row())
+    for row in rows:
+        columns.extend(c for c in row if c not in columns)
+    return columns

@@ -1,0 +1,65 @@
+"""Model registry: spec strings to loaded backends, one instance per process.
+
+Built-in backends and plug-ins register under the ``lid_dask.models`` entry-point group, so a
+third-party package can add a model without touching lid-dask.
+"""
+
+from __future__ import annotations
+
+import functools
+import threading
+from importlib.metadata import entry_points
+
+from lid_dask.models.base import Backend, ModelSpec
+
+DEFAULT_MODEL = "whisper-ct2:bundled"
+ENTRY_POINT_GROUP = "lid_dask.models"
+
+_BUILTIN = {
+    "whisper-ct2": "lid_dask.models.whisper_ct2:WhisperCT2",
+    "whisper-hf": "lid_dask.models.whisper_hf:WhisperHF",
+    "speechbrain": "lid_dask.models.speechbrain:SpeechBrainLID",
+}
+_lock = threading.Lock()
+
+
+def available_backends() -> dict[str, str]:
+    """Backend name -> ``module:Class``, built-ins first, then plug-ins."""
+    found = dict(_BUILTIN)
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        found.setdefault(ep.name, ep.value)
+    return found
+
+
+def _backend_class(name: str) -> type[Backend]:
+    target = available_backends().get(name)
+    if target is None:
+        raise ValueError(f"unknown model backend {name!r}; available: {', '.join(sorted(available_backends()))}")
+    module_name, _, class_name = target.partition(":")
+    module = __import__(module_name, fromlist=[class_name])
+    return getattr(module, class_name)
+
+
+def resolve_device(device: str) -> str:
+    """``auto`` means CUDA when CTranslate2 sees a GPU, else CPU."""
+    if device != "auto":
+        return device
+    import ctranslate2
+
+    return "cuda" if ctranslate2.get_cuda_device_count() > 0 else "cpu"
+
+
+@functools.lru_cache(maxsize=None)
+def _load(spec: ModelSpec, device: str) -> Backend:
+    return _backend_class(spec.backend)(spec, device=device)
+
+
+def load_model(spec: str | ModelSpec, device: str = "auto") -> Backend:
+    """Load (once per process) the model for `spec` on `device`."""
+    if isinstance(spec, str):
+        spec = ModelSpec.parse(spec)
+    with _lock:
+        return _load(spec, resolve_device(device))
+
+
+__all__ = ["DEFAULT_MODEL", "Backend", "ModelSpec", "available_backends", "load_model"]

@@ -1,0 +1,78 @@
+"""Typed result records: what `identify` returns per file, before it becomes a DataFrame row."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+
+TOP_K = 5
+
+
+@dataclass(frozen=True)
+class WindowVerdict:
+    """One model's view of one window."""
+
+    start: float
+    duration: float
+    speech_seconds: float
+    language: str | None
+    probability: float
+
+
+@dataclass(frozen=True)
+class ModelVerdict:
+    """One model's answer for one file: windows combined, weighted by speech."""
+
+    model: str
+    language: str | None
+    probability: float
+    top: dict[str, float]  # the TOP_K most likely languages
+    windows_disagree: bool = False
+    windows: tuple[WindowVerdict, ...] = ()
+
+
+@dataclass(frozen=True)
+class FileResult:
+    """The answer for one file. `error` is set when the file could not be identified."""
+
+    uri: str
+    language: str | None = None
+    confidence: float = 0.0
+    agreement: str = "none"  # unanimous | majority | split | single | none
+    needs_review: bool = False
+    review_reasons: tuple[str, ...] = ()
+    duration: float | None = None
+    speech_seconds: float = 0.0
+    decoded_seconds: float = 0.0
+    models: tuple[ModelVerdict, ...] = ()
+    error_kind: str | None = None
+    error: str | None = None
+    retryable: bool = False
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return self.error_kind is None
+
+    def to_row(self) -> dict:
+        """A flat row for tables: one column per model's language and probability."""
+        row = {
+            "uri": self.uri,
+            "language": self.language,
+            "confidence": round(self.confidence, 4),
+            "agreement": self.agreement,
+            "needs_review": self.needs_review,
+            "review_reasons": ",".join(self.review_reasons),
+            "duration": self.duration,
+            "speech_seconds": round(self.speech_seconds, 2),
+            "error_kind": self.error_kind,
+            "error": self.error,
+            "retryable": self.retryable,
+        }
+        for verdict in self.models:
+            row[f"{verdict.model}.language"] = verdict.language
+            row[f"{verdict.model}.probability"] = round(verdict.probability, 4)
+        return row
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), ensure_ascii=False, default=str)
