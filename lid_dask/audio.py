@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import wave
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
@@ -39,6 +40,7 @@ class DecodedAudio:
     container: str = ""
     sample_rate: int = 0
     channels: int = 0
+    source_seconds: float = 0.0  # how much of the file FFmpeg decoded, windows plus seek slack
 
     @property
     def decoded_seconds(self) -> float:
@@ -113,15 +115,20 @@ def load_windows(uri: str, plan: WindowPlan, storage_options: dict | None = None
                                  f"no audio stream (streams: {', '.join(kinds)})")
             stream = container.streams.audio[0]
             codec_context = stream.codec_context
-            if codec_context is None or codec_context.codec is None:
-                raise AudioError(ErrorKind.UNSUPPORTED_CODEC, f"no decoder for codec tag {stream.codec_tag!r}")
+            if codec_context is None:
+                raise AudioError(ErrorKind.UNSUPPORTED_CODEC,
+                                 f"FFmpeg has no decoder for this {container.format.name} audio stream")
             duration = probe_duration(container, stream)
+            if container.format.name == "wav":
+                _check_wav_header(uri, storage_options, duration)
             audio = DecodedAudio(uri=uri, duration=duration, codec=codec_context.name,
                                  container=container.format.name, sample_rate=codec_context.sample_rate or 0,
                                  channels=codec_context.channels or 0)
-            for window, samples in _decode_windows(container, stream, plan.plan(duration), duration):
+            reader = _FrameReader(container, stream)
+            for window, samples in _decode_windows(reader, plan.plan(duration), duration):
                 audio.windows.append(window)
                 audio.samples.append(samples)
+            audio.source_seconds = reader.decoded_seconds
     except Exception as exc:  # noqa: BLE001 - every failure is classified, none escapes as a crash
         raise classify_exception(exc) from exc
     total = audio.decoded_seconds
@@ -130,10 +137,21 @@ def load_windows(uri: str, plan: WindowPlan, storage_options: dict | None = None
     return audio
 
 
-def _decode_windows(container, stream, windows: list[Window], duration: float | None
+def _check_wav_header(uri: str, storage_options: dict | None, duration: float | None) -> None:
+    """FFmpeg trusts a WAV's size on disk, so compare with the length its header declares."""
+    try:
+        with fsspec.open(uri, mode="rb", **(storage_options or {})) as handle, wave.open(handle) as header:
+            declared = header.getnframes() / header.getframerate()
+    except (wave.Error, EOFError):  # not PCM, or a header `wave` cannot read: nothing to compare
+        return
+    if duration is not None and declared > duration + _TRUNCATION_TOLERANCE:
+        raise AudioError(ErrorKind.TRUNCATED,
+                         f"data ends at {duration:.1f} s but the header promises {declared:.1f} s")
+
+
+def _decode_windows(reader: _FrameReader, windows: list[Window], duration: float | None
                     ) -> Iterator[tuple[Window, np.ndarray]]:
     """Yield (window, samples) for each window, seeking between distant windows."""
-    reader = _FrameReader(container, stream)
     for window in windows:
         samples = reader.read(window.start, window.end)
         got = len(samples) / SAMPLE_RATE
@@ -157,6 +175,7 @@ class _FrameReader:
         self._start: float | None = None  # time of the first buffered sample
         self._size = 0  # buffered samples
         self._eof = False
+        self.decoded_seconds = 0.0
 
     @property
     def _end(self) -> float:
@@ -204,6 +223,7 @@ class _FrameReader:
             self._eof = True
             self._append(self._resampler.resample(None), None)
         else:
+            self.decoded_seconds += frame.samples / frame.sample_rate
             self._append(self._resampler.resample(frame), frame.time)
 
     def _append(self, frames, time: float | None) -> None:

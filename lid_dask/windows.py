@@ -62,6 +62,8 @@ class WindowPlan:
         kwargs: dict = {"strategy": strategy.strip().lower()}
         if rest:
             count, _, length = rest.partition("x")
+            if not (count or length):
+                raise ValueError(f"bad window plan {text!r}; expected e.g. 'spread:3x10'")
             try:
                 if count:
                     kwargs["count"] = int(count)

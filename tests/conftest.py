@@ -1,0 +1,95 @@
+"""Shared fixtures: real audio made with espeak-ng, sox and ffmpeg (deterministic flags)."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+SENTENCE_EN = ("The weather was fine this morning, so we walked along the river to the old market "
+               "and bought fresh bread, cheese and apples for the journey.")
+SENTENCE_DE = ("Heute Morgen war das Wetter schön, deshalb sind wir am Fluss entlang zum alten Markt "
+               "gegangen und haben frisches Brot und Käse gekauft.")
+
+# container extension -> ffmpeg arguments (bit-exact where the codec allows)
+CODECS = {
+    "wav": ["-c:a", "pcm_s16le"],
+    "flac": ["-c:a", "flac"],
+    "mp3": ["-c:a", "libmp3lame", "-b:a", "64k"],
+    "ogg": ["-c:a", "libvorbis", "-q:a", "3"],
+    "opus": ["-c:a", "libopus", "-b:a", "24k"],
+    "m4a": ["-c:a", "aac", "-b:a", "64k"],
+    "webm": ["-c:a", "libopus", "-b:a", "32k"],
+}
+BITEXACT = ["-fflags", "+bitexact", "-flags:a", "+bitexact", "-map_metadata", "-1"]
+
+
+def run(*cmd: str) -> None:
+    subprocess.run(cmd, check=True, capture_output=True)
+
+
+def ffmpeg(*args: str) -> None:
+    run("ffmpeg", "-loglevel", "error", "-y", "-nostdin", *args)
+
+
+def need(tool: str) -> None:
+    if shutil.which(tool) is None:
+        pytest.fail(f"{tool} is required by the tests; install it (see .ci/run)")
+
+
+@pytest.fixture(scope="session")
+def audio_dir(tmp_path_factory) -> Path:
+    """English and German speech (espeak-ng), at 22.05 kHz wav, plus derived files."""
+    for tool in ("espeak-ng", "ffmpeg", "sox"):
+        need(tool)
+    out = tmp_path_factory.mktemp("audio")
+    run("espeak-ng", "-v", "en", "-w", str(out / "en.wav"), SENTENCE_EN)
+    run("espeak-ng", "-v", "de", "-w", str(out / "de.wav"), SENTENCE_DE)
+    return out
+
+
+@pytest.fixture(scope="session")
+def speech_en(audio_dir) -> Path:
+    return audio_dir / "en.wav"
+
+
+@pytest.fixture(scope="session")
+def encoded(audio_dir, speech_en) -> dict[str, Path]:
+    """The English sentence in every supported container/codec, stereo at 44.1 kHz."""
+    files = {}
+    for ext, codec in CODECS.items():
+        path = audio_dir / f"en_stereo.{ext}"
+        ffmpeg("-i", str(speech_en), "-ac", "2", "-ar", "44100" if ext not in ("opus", "webm") else "48000",
+               *codec, *BITEXACT, str(path))
+        files[ext] = path
+    video = audio_dir / "en_video.mp4"  # the audio track of a video file
+    ffmpeg("-f", "lavfi", "-i", "color=c=black:s=64x64:r=5", "-i", str(speech_en), "-shortest",
+           "-c:v", "mpeg4", "-c:a", "aac", *BITEXACT, str(video))
+    files["mp4-video"] = video
+    mkv = audio_dir / "en_video.mkv"
+    ffmpeg("-f", "lavfi", "-i", "color=c=black:s=64x64:r=5", "-i", str(speech_en), "-shortest",
+           "-c:v", "mpeg4", "-c:a", "libvorbis", *BITEXACT, str(mkv))
+    files["mkv-video"] = mkv
+    return files
+
+
+@pytest.fixture(scope="session")
+def long_file(audio_dir, speech_en) -> Path:
+    """About ten minutes: 60 s of silence, then the English sentence repeated (mp3)."""
+    wav16 = audio_dir / "en16.wav"
+    run("sox", "-R", "-D", str(speech_en), "-r", "16000", str(wav16))
+    long_wav = audio_dir / "long.wav"
+    run("sox", "-R", "-D", "-n", "-r", "16000", "-c", "1", str(audio_dir / "silence60.wav"), "trim", "0", "60")
+    repeated = audio_dir / "repeated.wav"
+    run("sox", "-R", "-D", str(wav16), str(repeated), "repeat", "100")
+    run("sox", "-R", "-D", str(audio_dir / "silence60.wav"), str(repeated), str(long_wav))
+    path = audio_dir / "long.mp3"
+    ffmpeg("-i", str(long_wav), "-c:a", "libmp3lame", "-b:a", "48k", *BITEXACT, str(path))
+    return path
+
+
+@pytest.fixture(scope="session")
+def samples_dir() -> Path:
+    return Path(__file__).resolve().parents[1] / "lid_dask" / "samples"
