@@ -76,16 +76,17 @@ def _write(results, fmt: str, out) -> None:
 
 
 def _print_table(frame, out) -> None:
+    import pandas as pd
     from rich.table import Table
 
     table = Table(show_lines=False)
     columns = ["uri", "language", "confidence", "agreement", "needs_review", "review_reasons", "error"]
     for column in columns:
         table.add_column(column, overflow="fold")
-    for row in frame.itertuples(index=False):
-        values = row._asdict()
-        table.add_row(*("" if values.get(c) is None or values.get(c) != values.get(c) else str(values[c])
-                        for c in columns))
+    for values in frame.to_dict("records"):
+        if isinstance(values.get("error_kind"), str):
+            values["error"] = f"{values['error_kind']}: {values['error']}"
+        table.add_row(*("" if pd.isna(values.get(c)) else str(values[c]) for c in columns))
     Console(file=out, width=200 if not out.isatty() else None).print(table)
 
 

@@ -98,6 +98,15 @@ class Identifier:
             return AudioError(ErrorKind.INTERNAL, f"{type(exc).__name__}: {exc}")
 
     def _infer(self, uris: list[str], prepared: list[_Prepared | AudioError]) -> list[FileResult]:
+        """Run the models on a batch; if the batch fails, retry file by file so one file fails alone."""
+        try:
+            return self._infer_batch(uris, prepared)
+        except Exception as exc:  # noqa: BLE001 - e.g. a model running out of memory on one window
+            if len(uris) == 1:
+                return [_error_result(uris[0], AudioError(ErrorKind.INTERNAL, f"model failed: {type(exc).__name__}: {exc}"))]
+            return [result for uri, item in zip(uris, prepared) for result in self._infer([uri], [item])]
+
+    def _infer_batch(self, uris: list[str], prepared: list[_Prepared | AudioError]) -> list[FileResult]:
         good = [i for i, p in enumerate(prepared) if isinstance(p, _Prepared)]
         outputs: dict[int, list[ModelOutput]] = {i: [] for i in good}
         for backend in self.backends:
@@ -107,13 +116,8 @@ class Identifier:
                                       item.audio.windows, self.consensus)
                 if out is not None:
                     outputs[good[i]].append(out)
-        results = []
-        for uri, item in zip(uris, prepared):
-            if isinstance(item, AudioError):
-                results.append(_error_result(uri, item))
-            else:
-                results.append(self._file_result(uri, item, outputs[prepared.index(item)]))
-        return results
+        return [_error_result(uri, item) if isinstance(item, AudioError) else self._file_result(uri, item, outputs[i])
+                for i, (uri, item) in enumerate(zip(uris, prepared))]
 
     def _run_backend(self, backend: Backend, items: list[_Prepared]) -> dict[int, np.ndarray]:
         """Window probabilities per item; only windows with speech are sent to the model."""

@@ -21,11 +21,17 @@ _BUILTIN = {
     "speechbrain": "lid_dask.models.speechbrain:SpeechBrainLID",
 }
 _lock = threading.Lock()
+_registered: dict[str, str | type[Backend]] = {}
 
 
-def available_backends() -> dict[str, str]:
+def register_backend(name: str, backend: str | type[Backend]) -> None:
+    """Add a backend at run time (a class, or ``module:Class``), e.g. from a notebook."""
+    _registered[name] = backend
+
+
+def available_backends() -> dict[str, str | type[Backend]]:
     """Backend name -> ``module:Class``, built-ins first, then plug-ins."""
-    found = dict(_BUILTIN)
+    found = {**_BUILTIN, **_registered}
     for ep in entry_points(group=ENTRY_POINT_GROUP):
         found.setdefault(ep.name, ep.value)
     return found
@@ -35,6 +41,8 @@ def _backend_class(name: str) -> type[Backend]:
     target = available_backends().get(name)
     if target is None:
         raise ValueError(f"unknown model backend {name!r}; available: {', '.join(sorted(available_backends()))}")
+    if isinstance(target, type):
+        return target
     module_name, _, class_name = target.partition(":")
     module = __import__(module_name, fromlist=[class_name])
     return getattr(module, class_name)
@@ -62,4 +70,4 @@ def load_model(spec: str | ModelSpec, device: str = "auto") -> Backend:
         return _load(spec, resolve_device(device))
 
 
-__all__ = ["DEFAULT_MODEL", "Backend", "ModelSpec", "available_backends", "load_model"]
+__all__ = ["DEFAULT_MODEL", "Backend", "ModelSpec", "available_backends", "load_model", "register_backend"]

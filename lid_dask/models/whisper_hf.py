@@ -24,6 +24,8 @@ from lid_dask.audio import SAMPLE_RATE
 from lid_dask.languages import to_code
 from lid_dask.models.base import Backend, ModelSpec, file_digest, pad_to
 
+DEFAULT_SOURCE = "openai/whisper-large-v3"
+
 
 def torch_dtype(spec: ModelSpec, device: str) -> torch.dtype:
     """The ``dtype`` option (float32, float16, bfloat16); float16 on CUDA and float32 elsewhere by default."""
@@ -45,17 +47,14 @@ def weights_digest(folder: Path) -> str:
 
 
 class WhisperHF(Backend):
-    """Options: ``dtype`` (float16 on CUDA, float32 on CPU). Source: a Hub id or a local folder."""
+    """Options: ``dtype`` (float16 on CUDA, float32 on CPU). Source: a Hub id (default large-v3) or a folder."""
 
     backend_name = "whisper-hf"
     max_batch = 16
 
     def __init__(self, spec: ModelSpec, device: str = "cpu"):
         super().__init__(spec, device)
-        source = spec.source
-        if source in (None, "bundled"):
-            raise ValueError("whisper-hf needs a model: a Hub id (whisper-hf:openai/whisper-large-v3) "
-                             "or a local folder (whisper-hf:/path/to/model)")
+        source = spec.source or DEFAULT_SOURCE
         self.dtype = torch_dtype(spec, device)
         self.torch_device = torch.device(device)
         try:

@@ -1,0 +1,33 @@
+"""The bundled model is assembled once, verified, and safe to assemble from many processes."""
+
+from __future__ import annotations
+
+import multiprocessing
+
+from lid_dask.models.bundled import BUNDLED_SHA256, bundled_model_dir
+from lid_dask.models.base import file_digest
+
+
+def _assemble(cache: str) -> str:
+    from pathlib import Path
+
+    return str(bundled_model_dir(Path(cache)))
+
+
+def test_concurrent_processes_build_one_verified_copy(tmp_path):
+    with multiprocessing.get_context("spawn").Pool(4) as pool:
+        folders = pool.map(_assemble, [str(tmp_path)] * 4)
+    assert len(set(folders)) == 1
+    folder = tmp_path / folders[0].rsplit("/", 1)[-1]
+    assert file_digest(folder / "model.bin") == BUNDLED_SHA256
+    assert sorted(p.name for p in folder.iterdir()) == [".complete", "config.json", "model.bin",
+                                                         "tokenizer.json", "vocabulary.txt"]
+    leftovers = [p.name for p in tmp_path.iterdir() if ".tmp-" in p.name]
+    assert leftovers == []
+
+
+def test_half_built_folder_is_rebuilt(tmp_path):
+    folder = bundled_model_dir(tmp_path)
+    (folder / ".complete").unlink()
+    (folder / "model.bin").write_bytes(b"partial")
+    assert file_digest(bundled_model_dir(tmp_path) / "model.bin") == BUNDLED_SHA256

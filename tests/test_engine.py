@@ -1,0 +1,118 @@
+"""identify() end to end with the bundled Whisper base model on real audio."""
+
+from __future__ import annotations
+
+import socket
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from lid_dask import Identifier, identify
+from lid_dask.errors import ErrorKind
+from lid_dask.models import Backend, register_backend
+
+from .conftest import run
+
+
+@pytest.fixture(scope="module")
+def identifier():
+    return Identifier()
+
+
+def test_identifies_english_and_german(identifier, audio_dir):
+    results = identifier.identify_batch([str(audio_dir / "en.wav"), str(audio_dir / "de.wav")])
+    assert [r.language for r in results] == ["en", "de"]
+    for result in results:
+        assert result.ok and result.agreement == "single" and 0.5 < result.confidence <= 1
+        assert result.models[0].model == "whisper-ct2"
+        assert sum(result.models[0].top.values()) <= 1.0001
+
+
+def test_every_codec_gives_the_same_answer(identifier, encoded):
+    results = identifier.identify_batch([str(p) for p in encoded.values()])
+    assert {r.language for r in results} == {"en"}, [(r.uri, r.language, r.error) for r in results]
+
+
+def test_bad_files_fail_alone_with_reasons(identifier, audio_dir, tmp_path):
+    empty = tmp_path / "empty.wav"
+    empty.write_bytes(b"")
+    silence = tmp_path / "silence.flac"
+    run("sox", "-R", "-D", "-n", "-r", "16000", "-c", "1", str(silence), "trim", "0", "8")
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    uris = [str(audio_dir / "en.wav"), str(empty), str(tmp_path / "gone.mp3"), str(silence),
+            f"http://127.0.0.1:{port}/a.mp3", str(audio_dir / "de.wav")]
+    results = identifier.identify_batch(uris)
+    assert [r.uri for r in results] == uris
+    assert [r.error_kind for r in results] == [None, "empty", "not_found", "no_speech", "network", None]
+    assert [r.language for r in results] == ["en", None, None, None, None, "de"]
+    no_speech = results[3]
+    assert no_speech.needs_review and no_speech.review_reasons == ("no_speech",)
+    assert "no speech" in no_speech.error
+    assert results[4].retryable and not results[2].retryable
+
+
+def test_music_before_speech_does_not_decide(identifier, audio_dir, tmp_path):
+    """Tones in front of the speech: the spread windows that hold tones do not vote."""
+    tones = tmp_path / "tones.wav"
+    run("sox", "-R", "-D", "-n", "-r", "16000", "-c", "1", str(tones), "synth", "40", "sine", "440:880", "gain", "-6")
+    speech = tmp_path / "speech16.wav"
+    run("sox", "-R", "-D", str(audio_dir / "en.wav"), "-r", "16000", str(speech), "repeat", "6")
+    mixed = tmp_path / "intro_then_speech.ogg"
+    run("sox", "-R", "-D", str(tones), str(speech), str(mixed))
+    first = Identifier(windows="first").identify_batch([str(mixed)])[0]
+    spread = identifier.identify_batch([str(mixed)])[0]
+    assert first.error_kind == ErrorKind.NO_SPEECH.value  # the first 10 s are tones only
+    assert spread.language == "en" and spread.speech_seconds > 5, spread.models
+
+
+def test_allow_list_renormalises(identifier, audio_dir):
+    restricted = Identifier(languages=["de", "fr"]).identify_batch([str(audio_dir / "en.wav")])[0]
+    assert restricted.language in {"de", "fr"}
+    assert set(restricted.models[0].top) <= {"de", "fr"}
+    assert sum(restricted.models[0].top.values()) == pytest.approx(1.0, abs=1e-3)
+
+
+def test_identify_returns_a_dataframe(audio_dir, encoded):
+    frame = identify([str(audio_dir), str(encoded["mp3"])], windows="spread:2x5", vad="energy")
+    assert isinstance(frame, pd.DataFrame)
+    assert {"uri", "language", "confidence", "agreement", "needs_review", "review_reasons", "error_kind",
+            "whisper-ct2.language", "whisper-ct2.probability"} <= set(frame.columns)
+    assert len(frame) >= 3 and (frame.loc[frame.uri.str.endswith("en.wav"), "language"] == "en").all()
+
+
+def test_unknown_settings_fail_the_call():
+    with pytest.raises(ValueError):
+        Identifier(models=["nope"])
+    with pytest.raises(ValueError):
+        Identifier(vad="loud")
+    with pytest.raises(ValueError):
+        Identifier(languages=["martian"])
+
+
+class LoudnessAllergic(Backend):
+    """A plug-in backend that crashes on clipped audio, as a model may crash on odd input."""
+
+    backend_name = "loudness-allergic"
+
+    def __init__(self, spec, device="cpu"):
+        super().__init__(spec, device)
+        self.labels = ["en", "de"]
+
+    def predict(self, windows):
+        if any(np.abs(w).max() > 0.99 for w in windows):
+            raise RuntimeError("kernel failure on clipped input")
+        return np.tile([0.7, 0.3], (len(windows), 1))
+
+
+def test_a_model_crash_fails_only_the_file_that_caused_it(audio_dir, tmp_path):
+    register_backend("loudness-allergic", LoudnessAllergic)
+    clipped = tmp_path / "clipped.wav"
+    run("sox", "-R", "-D", str(audio_dir / "en.wav"), str(clipped), "gain", "30")
+    identifier = Identifier(models="loudness-allergic", vad="energy")
+    uris = [str(audio_dir / "en.wav"), str(clipped), str(audio_dir / "de.wav")]
+    results = identifier.identify_batch(uris)
+    assert [r.error_kind for r in results] == [None, "internal", None]
+    assert "kernel failure" in results[1].error and results[0].language == "en"
