@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+from toolz import partition_all
 
 from lid_dask import languages as lang
 from lid_dask.audio import DecodedAudio, load_windows
@@ -71,7 +72,7 @@ class Identifier:
                      ) -> Iterator[FileResult]:
         """Stream results; decoding of the next batch overlaps inference of the current one."""
         with ThreadPoolExecutor(self.decode_threads) as pool:
-            batches = _chunks(iter(uris), self.batch_files)
+            batches = map(list, partition_all(self.batch_files, uris))
             pending = None
             for batch in itertools.chain(batches, [None]):
                 submitted = (batch, [pool.submit(self._prepare, u) for u in batch]) if batch else None
@@ -153,11 +154,6 @@ def _error_result(uri: str, error: AudioError) -> FileResult:
     reasons = (error.kind.value,) if error.kind in (ErrorKind.TOO_SHORT, ErrorKind.NO_SPEECH) else ()
     return FileResult(uri=uri, needs_review=bool(reasons), review_reasons=reasons,
                       error_kind=error.kind.value, error=error.message, retryable=error.retryable)
-
-
-def _chunks(iterator: Iterator[str], size: int) -> Iterator[list[str]]:
-    while batch := list(itertools.islice(iterator, size)):
-        yield batch
 
 
 def identify(sources: str | Iterable[str], models: str | Iterable[str] = DEFAULT_MODEL,

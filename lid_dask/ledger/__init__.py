@@ -1,0 +1,10 @@
+"""The ledger: the state of every file of every run, in SQLite (a laptop) or PostgreSQL (a cluster).
+
+Only the orchestrator writes it. Every write is an idempotent upsert in batches, so a rerun, a
+retried batch or a duplicated result never duplicates a row, and any process can crash at any
+moment: leases expire and files go back to pending.
+"""
+
+from lid_dask.ledger.ledger import Claim, Ledger, Outcome, RunInfo
+
+__all__ = ["Claim", "Ledger", "Outcome", "RunInfo"]

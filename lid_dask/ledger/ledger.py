@@ -1,0 +1,389 @@
+"""Ledger operations: runs, registration, claiming with leases, recording outcomes, status."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from importlib import resources
+
+import pandas as pd
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+from toolz import partition_all
+
+from lid_dask.ledger import schema as s
+from lid_dask.results import FileResult
+
+CHUNK = 1000  # rows per multi-row INSERT: ~20k rows/s on PostgreSQL here (brief)
+DEFAULT_URL = "sqlite:///lid-dask.db"
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc)
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    id: int
+    name: str
+    config: dict
+    fingerprint: dict | None
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A leased file: the orchestrator owns it until the lease expires."""
+
+    file_id: int
+    uri: str
+    size: int | None
+    attempts: int
+
+
+@dataclass
+class Outcome:
+    """What happened to one claimed file, to be written in the batch's transaction."""
+
+    file_id: int
+    result: FileResult | None = None  # None: the file's work was lost or killed its worker
+    worker: str | None = None
+    error_kind: str | None = None
+    error: str | None = None
+    retryable: bool = False
+    extra: dict = field(default_factory=dict)
+
+
+class Ledger:
+    """All reads and writes of the ledger database; see the package docstring."""
+
+    def __init__(self, url: str = DEFAULT_URL, migrate: bool = True):
+        self.url = url
+        self.engine = _make_engine(url)
+        self.dialect = self.engine.dialect.name
+        if migrate:
+            self.migrate()
+
+    # -- schema -------------------------------------------------------------------------------
+
+    def migrate(self) -> None:
+        """Bring the schema to the newest revision (Alembic); concurrent callers are serialised."""
+        from alembic import command
+        from alembic.config import Config
+
+        config = Config()
+        config.set_main_option("script_location", str(resources.files("lid_dask.ledger") / "migrations"))
+        with self.engine.begin() as connection:
+            if self.dialect == "postgresql":
+                connection.execute(sa.text("SELECT pg_advisory_xact_lock(7261636)"))
+            config.attributes["connection"] = connection
+            command.upgrade(config, "head")
+
+    def schema_revision(self) -> str | None:
+        with self.engine.connect() as connection:
+            return connection.execute(sa.text("SELECT version_num FROM alembic_version")).scalar()
+
+    # -- runs ---------------------------------------------------------------------------------
+
+    def create_run(self, name: str, config: dict) -> RunInfo:
+        """Create the run, or return the existing run of that name (resuming it)."""
+        with self.engine.begin() as connection:
+            insert = self._insert(s.runs).values(name=name, created_at=utcnow(), config=config)
+            connection.execute(insert.on_conflict_do_nothing(index_elements=["name"]))
+        return self.get_run(name)
+
+    def get_run(self, name: str) -> RunInfo:
+        with self.engine.connect() as connection:
+            row = connection.execute(sa.select(s.runs).where(s.runs.c.name == name)).first()
+        if row is None:
+            raise LookupError(f"no run named {name!r} in {self.url_for_display}")
+        return RunInfo(row.id, row.name, row.config, row.fingerprint)
+
+    def list_runs(self) -> list[RunInfo]:
+        with self.engine.connect() as connection:
+            rows = connection.execute(sa.select(s.runs).order_by(s.runs.c.id)).all()
+        return [RunInfo(r.id, r.name, r.config, r.fingerprint) for r in rows]
+
+    def set_fingerprint(self, run_id: int, fingerprint: dict) -> None:
+        with self.engine.begin() as connection:
+            connection.execute(s.runs.update().where(s.runs.c.id == run_id).values(fingerprint=fingerprint))
+
+    def acquire_lock(self, run_id: int, owner: str, ttl: float) -> bool:
+        """Take (or renew) the run lock unless another live orchestrator holds it."""
+        now = utcnow()
+        with self.engine.begin() as connection:
+            taken = connection.execute(
+                s.runs.update()
+                .where(s.runs.c.id == run_id)
+                .where(sa.or_(s.runs.c.lock_owner.is_(None), s.runs.c.lock_owner == owner,
+                              s.runs.c.lock_expires_at < now))
+                .values(lock_owner=owner, lock_expires_at=now + dt.timedelta(seconds=ttl))
+            ).rowcount
+        return taken == 1
+
+    def lock_holder(self, run_id: int) -> tuple[str | None, dt.datetime | None]:
+        with self.engine.connect() as connection:
+            row = connection.execute(sa.select(s.runs.c.lock_owner, s.runs.c.lock_expires_at)
+                                     .where(s.runs.c.id == run_id)).one()
+        return row.lock_owner, _aware(row.lock_expires_at)
+
+    def release_lock(self, run_id: int, owner: str) -> None:
+        with self.engine.begin() as connection:
+            connection.execute(s.runs.update().where(s.runs.c.id == run_id).where(s.runs.c.lock_owner == owner)
+                               .values(lock_owner=None, lock_expires_at=None))
+
+    # -- files --------------------------------------------------------------------------------
+
+    def register(self, run_id: int, entries: Iterable[str | tuple[str, int | None]]) -> int:
+        """Add files to a run; files already there are left alone. Returns how many were new."""
+        added = 0
+        now = utcnow()
+        for chunk in partition_all(CHUNK, entries):
+            rows = []
+            for entry in chunk:
+                uri, size = (entry, None) if isinstance(entry, str) else entry
+                rows.append(dict(run_id=run_id, uri=uri, size=size, state=s.PENDING, due_at=now, attempts=0,
+                                 updated_at=now))
+            with self.engine.begin() as connection:
+                statement = (self._insert(s.files).values(rows)
+                             .on_conflict_do_nothing(index_elements=["run_id", "uri"]).returning(s.files.c.id))
+                added += len(connection.execute(statement).all())
+        return added
+
+    def claim(self, run_id: int, owner: str, limit: int, lease_seconds: float) -> list[Claim]:
+        """Lease up to `limit` files: retries that are due first, then pending files."""
+        claims: list[Claim] = []
+        for state in (s.FAILED, s.PENDING):
+            if len(claims) >= limit:
+                break
+            claims += self._claim_state(run_id, owner, state, limit - len(claims), lease_seconds)
+        return claims
+
+    def _claim_state(self, run_id: int, owner: str, state: str, limit: int, lease_seconds: float) -> list[Claim]:
+        now = utcnow()
+        f = s.files
+        candidates = (sa.select(f.c.id).where(f.c.run_id == run_id, f.c.state == state, f.c.due_at <= now)
+                      .limit(limit))
+        if self.dialect == "postgresql":
+            candidates = candidates.with_for_update(skip_locked=True)
+        statement = (f.update().where(f.c.id.in_(candidates.scalar_subquery()))
+                     .values(state=s.LEASED, lease_owner=owner, due_at=now + dt.timedelta(seconds=lease_seconds),
+                             attempts=f.c.attempts + 1, updated_at=now)
+                     .returning(f.c.id, f.c.uri, f.c.size, f.c.attempts))
+        with self.engine.begin() as connection:
+            rows = connection.execute(statement).all()
+        return sorted((Claim(r.id, r.uri, r.size, r.attempts) for r in rows), key=lambda c: c.file_id)
+
+    def extend_leases(self, file_ids: list[int], owner: str, lease_seconds: float) -> None:
+        """Keep in-flight files leased while their batch is still running."""
+        until = utcnow() + dt.timedelta(seconds=lease_seconds)
+        with self.engine.begin() as connection:
+            for chunk in partition_all(CHUNK, file_ids):
+                connection.execute(s.files.update()
+                                   .where(s.files.c.id.in_(chunk), s.files.c.state == s.LEASED,
+                                          s.files.c.lease_owner == owner)
+                                   .values(due_at=until))
+
+    def release(self, file_ids: list[int], owner: str) -> int:
+        """Give leased files back (graceful stop): pending again, the attempt not counted."""
+        released = 0
+        with self.engine.begin() as connection:
+            for chunk in partition_all(CHUNK, file_ids):
+                released += connection.execute(
+                    s.files.update()
+                    .where(s.files.c.id.in_(chunk), s.files.c.state == s.LEASED, s.files.c.lease_owner == owner)
+                    .values(state=s.PENDING, lease_owner=None, due_at=utcnow(), attempts=s.files.c.attempts - 1)
+                ).rowcount
+        return released
+
+    def expire_leases(self, run_id: int) -> int:
+        """Files whose lease ran out (a crashed orchestrator) go back to pending."""
+        now = utcnow()
+        with self.engine.begin() as connection:
+            return connection.execute(
+                s.files.update()
+                .where(s.files.c.run_id == run_id, s.files.c.state == s.LEASED, s.files.c.due_at < now)
+                .values(state=s.PENDING, lease_owner=None, due_at=now, updated_at=now)
+            ).rowcount
+
+    def record(self, outcomes: list[Outcome], max_attempts: int, backoff: float) -> None:
+        """Write one batch's outcomes in one transaction: results, predictions, states, attempts."""
+        if not outcomes:
+            return
+        now = utcnow()
+        ids = [o.file_id for o in outcomes]
+        with self.engine.begin() as connection:
+            attempts = dict(connection.execute(sa.select(s.files.c.id, s.files.c.attempts)
+                                               .where(s.files.c.id.in_(ids))).all())
+            done, result_rows, prediction_rows, attempt_rows = [], [], [], []
+            failed: dict[tuple, list[int]] = {}
+            for o in outcomes:
+                kind, error, retryable = _failure(o)
+                attempt_rows.append(dict(file_id=o.file_id, finished_at=now, worker=o.worker,
+                                         outcome="done" if kind is None else "error", error_kind=kind, error=error))
+                if kind is None:
+                    done.append(o.file_id)
+                    result_rows.append(_result_row(o, now))
+                    prediction_rows += _prediction_rows(o)
+                    continue
+                n = attempts.get(o.file_id, 1)
+                if retryable and n < max_attempts:
+                    state, due = s.FAILED, now + dt.timedelta(seconds=backoff * 2 ** (n - 1))
+                else:
+                    state, due = s.DEAD, now
+                    if retryable:
+                        error = f"{error} (gave up after {n} attempts)"
+                failed.setdefault((state, due, kind, error), []).append(o.file_id)
+            for chunk in partition_all(CHUNK, result_rows):
+                connection.execute(self._upsert(s.results, chunk, ["file_id"]))
+            for chunk in partition_all(CHUNK, prediction_rows):
+                connection.execute(self._upsert(s.predictions, chunk, ["file_id", "model"]))
+            for chunk in partition_all(CHUNK, attempt_rows):
+                connection.execute(s.attempts.insert().values(chunk))
+            for chunk in partition_all(CHUNK, done):
+                connection.execute(s.files.update().where(s.files.c.id.in_(chunk))
+                                   .values(state=s.DONE, lease_owner=None, error_kind=None, error=None,
+                                           updated_at=now, due_at=now))
+            for (state, due, kind, error), file_ids in failed.items():
+                connection.execute(s.files.update().where(s.files.c.id.in_(file_ids))
+                                   .values(state=state, due_at=due, lease_owner=None, error_kind=kind,
+                                           error=error, updated_at=now))
+
+    def retry(self, run_id: int, states: tuple[str, ...] = (s.DEAD, s.FAILED), kinds: list[str] | None = None) -> int:
+        """Send failed or dead files back to pending with a fresh attempt budget."""
+        now = utcnow()
+        query = s.files.update().where(s.files.c.run_id == run_id, s.files.c.state.in_(states))
+        if kinds:
+            query = query.where(s.files.c.error_kind.in_(kinds))
+        with self.engine.begin() as connection:
+            return connection.execute(query.values(state=s.PENDING, due_at=now, attempts=0, updated_at=now)).rowcount
+
+    # -- workers ------------------------------------------------------------------------------
+
+    def record_worker(self, run_id: int, name: str, fingerprint: dict, status: str, reason: str | None) -> None:
+        now = utcnow()
+        row = dict(run_id=run_id, name=name, fingerprint=fingerprint, status=status, reason=reason,
+                   first_seen=now, last_seen=now)
+        statement = self._insert(s.workers).values(row)
+        statement = statement.on_conflict_do_update(
+            index_elements=["run_id", "name"],
+            set_=dict(fingerprint=statement.excluded.fingerprint, status=statement.excluded.status,
+                      reason=statement.excluded.reason, last_seen=statement.excluded.last_seen))
+        with self.engine.begin() as connection:
+            connection.execute(statement)
+
+    def workers_frame(self, run_id: int) -> pd.DataFrame:
+        with self.engine.connect() as connection:
+            return pd.read_sql(sa.select(s.workers).where(s.workers.c.run_id == run_id), connection)
+
+    # -- reading ------------------------------------------------------------------------------
+
+    def counts(self, run_id: int) -> dict[str, int]:
+        with self.engine.connect() as connection:
+            rows = connection.execute(sa.select(s.files.c.state, sa.func.count())
+                                      .where(s.files.c.run_id == run_id).group_by(s.files.c.state)).all()
+        counts = dict.fromkeys(s.STATES, 0)
+        counts.update({state: n for state, n in rows})
+        return counts
+
+    def top_errors(self, run_id: int, limit: int = 5) -> list[tuple[str, int]]:
+        f = s.files
+        with self.engine.connect() as connection:
+            rows = connection.execute(
+                sa.select(f.c.error_kind, sa.func.count().label("n"))
+                .where(f.c.run_id == run_id, f.c.state.in_((s.FAILED, s.DEAD)))
+                .group_by(f.c.error_kind).order_by(sa.desc("n")).limit(limit)).all()
+        return [(kind, n) for kind, n in rows]
+
+    def done_since(self, run_id: int, since: dt.datetime) -> int:
+        """Files finished since `since` (for the rate and ETA)."""
+        f = s.files
+        with self.engine.connect() as connection:
+            return connection.execute(sa.select(sa.func.count()).where(
+                f.c.run_id == run_id, f.c.state.in_((s.DONE, s.DEAD)), f.c.updated_at >= since)).scalar()
+
+    def results_query(self, run_id: int) -> sa.Select:
+        f, r = s.files, s.results
+        return (sa.select(f.c.uri, f.c.state, r.c.language, r.c.confidence, r.c.agreement, r.c.needs_review,
+                          r.c.review_reasons, r.c.duration, r.c.speech_seconds, f.c.attempts, f.c.error_kind,
+                          f.c.error, r.c.worker, r.c.finished_at)
+                .select_from(f.outerjoin(r, r.c.file_id == f.c.id))
+                .where(f.c.run_id == run_id).order_by(f.c.id))
+
+    def results_frame(self, run_id: int) -> pd.DataFrame:
+        with self.engine.connect() as connection:
+            return pd.read_sql(self.results_query(run_id), connection)
+
+    def iter_results(self, run_id: int, chunksize: int = 100_000) -> Iterator[pd.DataFrame]:
+        """The run's rows in chunks, for exports larger than memory."""
+        with self.engine.connect().execution_options(stream_results=True) as connection:
+            yield from pd.read_sql(self.results_query(run_id), connection, chunksize=chunksize)
+
+    def predictions_frame(self, run_id: int) -> pd.DataFrame:
+        f, p = s.files, s.predictions
+        query = (sa.select(f.c.uri, p.c.model, p.c.language, p.c.probability, p.c.windows_disagree)
+                 .select_from(p.join(f, f.c.id == p.c.file_id)).where(f.c.run_id == run_id).order_by(f.c.id))
+        with self.engine.connect() as connection:
+            return pd.read_sql(query, connection)
+
+    # -- helpers ------------------------------------------------------------------------------
+
+    @property
+    def url_for_display(self) -> str:
+        return self.engine.url.render_as_string(hide_password=True)
+
+    def _insert(self, table: sa.Table):
+        return (postgresql.insert if self.dialect == "postgresql" else sqlite.insert)(table)
+
+    def _upsert(self, table: sa.Table, rows: list[dict], keys: list[str]):
+        statement = self._insert(table).values(rows)
+        update = {c: statement.excluded[c] for c in rows[0] if c not in keys}
+        return statement.on_conflict_do_update(index_elements=keys, set_=update)
+
+
+def _make_engine(url: str) -> sa.Engine:
+    if url.startswith("sqlite"):
+        engine = sa.create_engine(url, connect_args={"timeout": 60})
+
+        @sa.event.listens_for(engine, "connect")
+        def _sqlite_pragmas(connection, _record):
+            cursor = connection.cursor()
+            cursor.execute("PRAGMA journal_mode=WAL")  # readers (status) never block the writer
+            cursor.execute("PRAGMA synchronous=NORMAL")
+            cursor.execute("PRAGMA foreign_keys=ON")
+            cursor.close()
+
+        return engine
+    # pool_pre_ping: a restarted PostgreSQL leaves dead pooled connections behind.
+    return sa.create_engine(url, pool_pre_ping=True)
+
+
+def _aware(value: dt.datetime | None) -> dt.datetime | None:
+    """SQLite returns naive datetimes; they were written in UTC."""
+    if value is not None and value.tzinfo is None:
+        return value.replace(tzinfo=dt.timezone.utc)
+    return value
+
+
+def _failure(o: Outcome) -> tuple[str | None, str | None, bool]:
+    """(error kind, message, retryable) of an outcome; (None, None, False) when it succeeded.
+
+    A file with no speech or too short is done, not failed: that is its answer.
+    """
+    if o.result is None:
+        return o.error_kind or "lost", o.error or "the file's work was lost", o.retryable
+    if o.result.ok or o.result.error_kind in ("no_speech", "too_short"):
+        return None, None, False
+    return o.result.error_kind, o.result.error, o.result.retryable
+
+
+def _result_row(o: Outcome, now: dt.datetime) -> dict:
+    r = o.result
+    return dict(file_id=o.file_id, language=r.language, confidence=r.confidence, agreement=r.agreement,
+                needs_review=r.needs_review, review_reasons=",".join(r.review_reasons), duration=r.duration,
+                speech_seconds=r.speech_seconds, worker=o.worker, finished_at=now)
+
+
+def _prediction_rows(o: Outcome) -> list[dict]:
+    return [dict(file_id=o.file_id, model=v.model, language=v.language, probability=v.probability, top=v.top,
+                 windows_disagree=v.windows_disagree) for v in o.result.models]

@@ -1,0 +1,95 @@
+"""The ledger's tables (SQLAlchemy Core: bulk upserts of millions of rows need no ORM objects).
+
+One row per file and run holds its state; `due_at` is the one time that matters for that state
+(pending: when registered, leased: when the lease expires, failed: when to retry), so claiming
+work and expiring leases are both range scans of one index.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (JSON, BigInteger, Boolean, Column, DateTime, Float, ForeignKey, Index, Integer, MetaData,
+                        String, Table, Text, UniqueConstraint)
+
+metadata = MetaData()
+
+# File states
+PENDING, LEASED, DONE, FAILED, DEAD = "pending", "leased", "done", "failed", "dead"
+STATES = (PENDING, LEASED, DONE, FAILED, DEAD)
+
+runs = Table(
+    "runs", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("name", String(200), nullable=False, unique=True),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("config", JSON, nullable=False),
+    Column("fingerprint", JSON),
+    Column("lock_owner", String(200)),
+    Column("lock_expires_at", DateTime(timezone=True)),
+)
+
+files = Table(
+    "files", metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    Column("run_id", Integer, ForeignKey("runs.id", ondelete="CASCADE"), nullable=False),
+    Column("uri", Text, nullable=False),
+    Column("size", BigInteger),
+    Column("state", String(16), nullable=False),
+    Column("due_at", DateTime(timezone=True), nullable=False),
+    Column("attempts", Integer, nullable=False),
+    Column("lease_owner", String(200)),
+    Column("error_kind", String(40)),
+    Column("error", Text),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    UniqueConstraint("run_id", "uri", name="files_run_uri"),
+    Index("files_claim", "run_id", "state", "due_at"),
+)
+
+results = Table(
+    "results", metadata,
+    Column("file_id", BigInteger().with_variant(Integer, "sqlite"), ForeignKey("files.id", ondelete="CASCADE"),
+           primary_key=True),
+    Column("language", String(40)),
+    Column("confidence", Float),
+    Column("agreement", String(16)),
+    Column("needs_review", Boolean, nullable=False),
+    Column("review_reasons", String(200)),
+    Column("duration", Float),
+    Column("speech_seconds", Float),
+    Column("worker", String(200)),
+    Column("finished_at", DateTime(timezone=True), nullable=False),
+)
+
+predictions = Table(
+    "predictions", metadata,
+    Column("file_id", BigInteger().with_variant(Integer, "sqlite"), ForeignKey("files.id", ondelete="CASCADE"),
+           primary_key=True),
+    Column("model", String(200), primary_key=True),
+    Column("language", String(40)),
+    Column("probability", Float),
+    Column("top", JSON),
+    Column("windows_disagree", Boolean),
+)
+
+attempts = Table(
+    "attempts", metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    Column("file_id", BigInteger().with_variant(Integer, "sqlite"), ForeignKey("files.id", ondelete="CASCADE"),
+           nullable=False),
+    Column("finished_at", DateTime(timezone=True), nullable=False),
+    Column("worker", String(200)),
+    Column("outcome", String(16), nullable=False),
+    Column("error_kind", String(40)),
+    Column("error", Text),
+    Index("attempts_file", "file_id"),
+)
+
+workers = Table(
+    "workers", metadata,
+    Column("run_id", Integer, ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True),
+    Column("name", String(200), primary_key=True),
+    Column("fingerprint", JSON),
+    Column("status", String(16), nullable=False),  # ok | flagged
+    Column("reason", Text),
+    Column("first_seen", DateTime(timezone=True), nullable=False),
+    Column("last_seen", DateTime(timezone=True), nullable=False),
+)
