@@ -36,7 +36,147 @@ def _parser() -> argparse.ArgumentParser:
     ident.add_argument("--storage-options", metavar="JSON", type=json.loads, default=None,
                        help='fsspec storage options, e.g. \'{"anon": true}\'')
     ident.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+
+    run = commands.add_parser("run", help="run (or resume) a distributed, resumable job over many files",
+                              description="Register SOURCES in a run and process it on a Dask cluster. "
+                                          "Rerunning the same command resumes; new files join the run.")
+    run.add_argument("sources", nargs="*", metavar="SOURCE",
+                     help="files, folders, globs, fsspec URLs (s3://bucket/prefix), manifests (CSV/Parquet), "
+                          "S3 Inventory manifest.json")
+    run.add_argument("--name", help="run name (default: a new name from the time; give it to resume)")
+    _db_option(run)
+    run.add_argument("--scheduler", metavar="ADDR", help="tcp:// or tls:// address of a Dask scheduler "
+                                                         "(default: a local cluster)")
+    run.add_argument("--tls-ca", help="CA certificate for tls://")
+    run.add_argument("--tls-cert", help="client certificate for tls://")
+    run.add_argument("--tls-key", help="client key for tls://")
+    run.add_argument("--workers", type=int, help="local cluster: number of worker processes")
+    run.add_argument("-m", "--model", action="append", dest="models", metavar="SPEC")
+    run.add_argument("-w", "--windows", metavar="PLAN")
+    run.add_argument("-l", "--languages", metavar="CODES")
+    run.add_argument("--vad", choices=["silero", "energy", "none"])
+    run.add_argument("--device", help="auto | cpu | cuda")
+    run.add_argument("--batch-files", type=int, help="files per batch (default 32)")
+    run.add_argument("--max-attempts", type=int, help="attempts before a transient failure is dead (default 3)")
+    run.add_argument("--on-drift", choices=["flag", "refuse"], help="workers whose environment differs")
+    run.add_argument("--storage-options", metavar="JSON", type=json.loads, default=None)
+    run.add_argument("--no-progress", action="store_true")
+
+    status = commands.add_parser("status", help="counts by state, rate, ETA and top errors of a run")
+    status.add_argument("name", nargs="?", help="run name (default: list the runs)")
+    _db_option(status)
+
+    export = commands.add_parser("export", help="write a run's results to Parquet or CSV")
+    export.add_argument("name")
+    export.add_argument("-o", "--output", help="file or fsspec URL (default RUN.parquet / RUN.csv)")
+    export.add_argument("-f", "--format", default="parquet", choices=["parquet", "csv"])
+    _db_option(export)
+
+    retry = commands.add_parser("retry", help="send failed and dead files of a run back to pending")
+    retry.add_argument("name")
+    retry.add_argument("--kind", action="append", dest="kinds", metavar="ERROR_KIND",
+                       help="only files that failed with this error kind (repeatable)")
+    _db_option(retry)
     return parser
+
+
+def _db_option(parser) -> None:
+    parser.add_argument("--db", default=None, metavar="URL",
+                        help="ledger database URL, e.g. postgresql+psycopg://user@host/db "
+                             "(default $LID_DASK_DB or sqlite:///lid-dask.db)")
+
+
+def _db(args) -> str:
+    import os
+
+    from lid_dask.ledger.ledger import DEFAULT_URL
+
+    return args.db or os.environ.get("LID_DASK_DB", DEFAULT_URL)
+
+
+def _run(args) -> int:
+    from lid_dask.cluster import connect
+    from lid_dask.ledger import Ledger
+    from lid_dask.runs import Run
+
+    options = dict(models=args.models, windows=args.windows, vad=args.vad, device=args.device,
+                   languages=args.languages.split(",") if args.languages else None,
+                   storage_options=args.storage_options)
+    settings = dict(batch_files=args.batch_files, max_attempts=args.max_attempts, on_drift=args.on_drift)
+    settings = {k: v for k, v in settings.items() if v is not None}
+    ledger = Ledger(_db(args))
+    if args.name and args.name in {r.name for r in ledger.list_runs()}:
+        run = Run(args.name, ledger=ledger)
+        added = run.add(args.sources, args.storage_options) if args.sources else 0
+    else:
+        if not args.sources:
+            raise ValueError("a new run needs at least one SOURCE")
+        run = Run.create(args.name, [], _db(args), **{k: v for k, v in options.items() if v is not None}, **settings)
+        added = run.add(args.sources, args.storage_options)
+    console = Console(stderr=True)
+    console.print(f"run [bold]{run.name}[/bold] in {ledger.url_for_display}: {added} new files")
+    security = None
+    if args.scheduler and args.scheduler.startswith("tls://"):
+        from distributed.security import Security
+
+        security = Security(tls_ca_file=args.tls_ca, tls_client_cert=args.tls_cert, tls_client_key=args.tls_key,
+                            require_encryption=True)
+    client = connect(args.scheduler, security=security, n_workers=args.workers)
+    try:
+        run.execute(client, progress=not args.no_progress, **settings)
+    finally:
+        cluster = client.cluster
+        client.close()
+        if cluster is not None:
+            cluster.close()
+    _print_status(run.status(), console)
+    return 0
+
+
+def _status(args) -> int:
+    from lid_dask.ledger import Ledger
+    from lid_dask.runs import Run
+
+    ledger = Ledger(_db(args))
+    console = Console()
+    if not args.name:
+        for info in ledger.list_runs():
+            console.print(info.name)
+        return 0
+    _print_status(Run(args.name, ledger=ledger).status(), console)
+    return 0
+
+
+def _print_status(status, console) -> None:
+    from rich.table import Table
+
+    table = Table(title=f"run {status.name}")
+    for state in status.counts:
+        table.add_column(state, justify="right")
+    table.add_row(*(str(n) for n in status.counts.values()))
+    console.print(table)
+    eta = f", ETA {status.eta}" if status.eta and status.remaining else ""
+    console.print(f"{status.total} files, {status.remaining} to go, {status.rate * 60:.1f} files/min "
+                  f"over the last 10 minutes{eta}")
+    if status.top_errors:
+        console.print("top errors: " + ", ".join(f"{kind} ({n})" for kind, n in status.top_errors))
+
+
+def _export(args) -> int:
+    from lid_dask.runs import Run
+
+    target = args.output or f"{args.name}.{args.format}"
+    rows = Run(args.name, _db(args)).export(target, args.format)
+    Console(stderr=True).print(f"wrote {rows} rows to {target}")
+    return 0
+
+
+def _retry(args) -> int:
+    from lid_dask.runs import Run
+
+    n = Run(args.name, _db(args)).retry(args.kinds)
+    Console(stderr=True).print(f"{n} files back to pending; `lid-dask run --name {args.name}` processes them")
+    return 0
 
 
 def _identify(args) -> int:
@@ -92,13 +232,12 @@ def _print_table(frame, out) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    commands = {"identify": _identify, "run": _run, "status": _status, "export": _export, "retry": _retry}
     try:
-        if args.command == "identify":
-            return _identify(args)
-    except (ValueError, RuntimeError, OSError) as exc:
+        return commands[args.command](args)
+    except (ValueError, RuntimeError, OSError, LookupError) as exc:
         Console(stderr=True).print(f"[red]error:[/red] {exc}")
         return 2
-    return 1
 
 
 if __name__ == "__main__":

@@ -25,3 +25,25 @@ def track(results: Iterable[FileResult], total: int | None, description: str = "
             if elapsed > 0:
                 bar.update(task, rate=f"{bar.tasks[0].completed / elapsed:.1f} files/s")
             yield result
+
+
+class RunProgress:
+    """Live bar for a distributed run: files, audio hours, rate, ETA and failures."""
+
+    def __init__(self, name: str, console=None):
+        columns = [TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                   TextColumn("{task.fields[hours]:.2f} h audio"), TextColumn("{task.fields[rate]:.1f} files/s"),
+                   TextColumn("[red]{task.fields[failures]} failed"), TimeElapsedColumn(), TimeRemainingColumn()]
+        self._bar = Progress(*columns, console=console)
+        self._task = self._bar.add_task(name, total=None, hours=0.0, rate=0.0, failures=0)
+
+    def __enter__(self) -> RunProgress:
+        self._bar.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._bar.stop()
+
+    def update(self, progress) -> None:
+        self._bar.update(self._task, total=progress.total, completed=progress.finished,
+                         hours=progress.audio_seconds / 3600, rate=progress.rate, failures=progress.failures)

@@ -76,3 +76,15 @@ class FileResult:
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), ensure_ascii=False, default=str)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> FileResult:
+        """Inverse of `to_dict`, also after a trip through msgpack or JSON (tuples become lists)."""
+        models = tuple(
+            ModelVerdict(**{**m, "windows": tuple(WindowVerdict(**w) for w in m.get("windows", ()))})
+            for m in data.get("models", ())
+        )
+        return cls(**{**data, "models": models, "review_reasons": tuple(data.get("review_reasons", ()))})

@@ -304,7 +304,7 @@ class Ledger:
 
     def results_query(self, run_id: int) -> sa.Select:
         f, r = s.files, s.results
-        return (sa.select(f.c.uri, f.c.state, r.c.language, r.c.confidence, r.c.agreement, r.c.needs_review,
+        return (sa.select(f.c.id.label("file_id"), f.c.uri, f.c.state, r.c.language, r.c.confidence, r.c.agreement, r.c.needs_review,
                           r.c.review_reasons, r.c.duration, r.c.speech_seconds, f.c.attempts, f.c.error_kind,
                           f.c.error, r.c.worker, r.c.finished_at)
                 .select_from(f.outerjoin(r, r.c.file_id == f.c.id))

@@ -53,7 +53,7 @@ def savedir_for(source: str) -> Path:
 def label_to_code(label: str) -> str:
     """``en: English`` -> ``en``; a label that is no language becomes a private-use tag ``und-x-<label>``.
 
-    Such a class (say ``music`` in some recipe) keeps its column, so the probabilities still sum
+    Such a class (say ``noise`` in some recipe) keeps its column, so the probabilities still sum
     to one and a file can still come out as "not a language we know", instead of the load failing.
     """
     try:
@@ -63,7 +63,7 @@ def label_to_code(label: str) -> str:
 
 
 class SpeechBrainLID(Backend):
-    """Options: ``dtype`` (autocast: float16 on CUDA, float32 on CPU). Source: a Hub id (default VoxLingua107) or a folder."""
+    """Options: ``dtype`` (autocast; float16 on CUDA, float32 on CPU). Source: a Hub id (default above) or a folder."""
 
     backend_name = "speechbrain"
     max_batch = 16
@@ -71,17 +71,17 @@ class SpeechBrainLID(Backend):
     def __init__(self, spec: ModelSpec, device: str = "cpu"):
         super().__init__(spec, device)
         source = spec.source or DEFAULT_SOURCE
-        self.local = os.path.isdir(source)
+        local = os.path.isdir(source)
         self.dtype = torch_dtype(spec, device)
         self.savedir = savedir_for(source)
         self.savedir.parent.mkdir(parents=True, exist_ok=True)
-        overrides = {"pretrained_path": os.path.abspath(source)} if self.local else {}
+        overrides = {"pretrained_path": os.path.abspath(source)} if local else {}
         try:
             with FileLock(str(self.savedir) + ".lock"):
                 self.model = EncoderClassifier.from_hparams(
                     source=source, savedir=str(self.savedir), overrides=overrides, run_opts={"device": device})
         except Exception as exc:
-            where = "the local folder" if self.local else "the Hugging Face Hub download"
+            where = "the local folder" if local else "the Hugging Face Hub download"
             raise RuntimeError(f"cannot load SpeechBrain model {source!r}: {where} failed "
                                f"({type(exc).__name__}: {exc})") from exc
         encoder = self.model.hparams.label_encoder
@@ -101,8 +101,8 @@ class SpeechBrainLID(Backend):
             return np.zeros((0, len(self.labels)), dtype=np.float32)
         lengths = np.array([len(w) for w in windows])
         longest = int(lengths.max())
-        wavs = torch.from_numpy(np.stack([np.pad(np.asarray(w, dtype=np.float32), (0, longest - len(w)), mode="reflect")
-                                          for w in windows]))
+        padded = [np.pad(np.asarray(w, dtype=np.float32), (0, longest - len(w)), mode="reflect") for w in windows]
+        wavs = torch.from_numpy(np.stack(padded))
         autocast = (torch.autocast(torch.device(self.device).type, dtype=self.dtype)
                     if self.dtype != torch.float32 else contextlib.nullcontext())
         with torch.inference_mode(), autocast:
@@ -112,7 +112,7 @@ class SpeechBrainLID(Backend):
         return torch.softmax(out_prob.float(), dim=-1).cpu().numpy()
 
     def fingerprint(self) -> dict:
-        if self._sha256 is None:
+        if self._sha256 is None:  # every checkpoint SpeechBrain collected: weights and label encoder
             digests = "".join(f"{path.name}:{file_digest(path)}\n" for path in sorted(self.savedir.glob("*.ckpt")))
             self._sha256 = hashlib.sha256(digests.encode()).hexdigest()
         return {**super().fingerprint(), "dtype": str(self.dtype).removeprefix("torch."),

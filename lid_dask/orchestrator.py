@@ -1,0 +1,364 @@
+"""The orchestrator: the only process that writes the ledger, the one that drives a run.
+
+It claims pending files in batches, keeps a bounded window of batch futures on the cluster
+(backpressure: never millions of futures), and records each batch's results in one transaction
+when the worker's results event arrives. Dask's own retries do not decide what is redone; the
+ledger does:
+
+- a worker lost mid-batch: Dask reruns the task elsewhere; a rerun's duplicate event is ignored;
+- a batch that keeps killing workers (KilledWorker) is split in halves until the poison file is
+  alone, and that file is marked dead with its reason;
+- an orchestrator crash: leases expire and the files go back to pending for the next run;
+- a database restart: the write is retried until the database is back;
+- Ctrl-C / SIGTERM: stop claiming, finish in-flight batches for a grace period, release the rest.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import queue
+import signal
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import sqlalchemy.exc
+from distributed import Client
+from distributed.client import FutureCancelledError
+from distributed.scheduler import KilledWorker
+
+from lid_dask import fingerprint as fp
+from lid_dask.ledger import Claim, Ledger, Outcome
+from lid_dask.ledger import schema
+from lid_dask.results import FileResult
+from lid_dask.worker import FINGERPRINT_TOPIC, RESULTS_TOPIC, identify_batch_task
+
+log = logging.getLogger(__name__)
+
+
+class RunLocked(RuntimeError):
+    """Another orchestrator is processing this run."""
+
+
+@dataclass
+class RunSettings:
+    """How the orchestrator paces and retries; the engine settings travel in `identify`."""
+
+    identify: dict = field(default_factory=dict)  # Identifier keyword arguments (models, windows, ...)
+    batch_files: int = 32
+    batch_bytes: int = 512 * 2**20
+    window: int | None = None  # batches in flight; default 2 per worker thread
+    lease_seconds: float = 600.0
+    max_attempts: int = 3
+    backoff_seconds: float = 30.0
+    drain_seconds: float = 30.0
+    on_drift: str = "flag"  # flag | refuse
+    resources: dict | None = None  # e.g. {"GPU": 1} to route batches to GPU workers
+
+
+@dataclass
+class Progress:
+    """What a progress display needs, updated after every recorded batch."""
+
+    counts: dict
+    done_this_session: int = 0
+    audio_seconds: float = 0.0
+    failures: int = 0
+    started: float = field(default_factory=time.monotonic)
+
+    @property
+    def total(self) -> int:
+        return sum(self.counts.values())
+
+    @property
+    def finished(self) -> int:
+        return self.counts.get(schema.DONE, 0) + self.counts.get(schema.DEAD, 0)
+
+    @property
+    def rate(self) -> float:
+        elapsed = time.monotonic() - self.started
+        return self.done_this_session / elapsed if elapsed > 0 else 0.0
+
+
+@dataclass
+class _Batch:
+    id: int
+    claims: list[Claim]
+    future: object
+    submitted: float
+    finished_at: float | None = None  # when the future finished; the event may lag behind
+
+
+class Orchestrator:
+    """Drive one run of the ledger on a Dask cluster until no work is left (see module docstring)."""
+
+    def __init__(self, ledger: Ledger, run_name: str, client: Client, settings: RunSettings | None = None,
+                 on_progress: Callable[[Progress], None] | None = None):
+        self.ledger = ledger
+        self.run = ledger.get_run(run_name)
+        self.client = client
+        self.settings = settings or RunSettings(identify=self.run.config.get("identify", {}))
+        self.on_progress = on_progress
+        self.owner = f"{socket.gethostname()}:{uuid.uuid4().hex[:8]}"
+        self._config_json = json.dumps(self.settings.identify, sort_keys=True)
+        self._events: queue.Queue = queue.Queue()
+        self._batches: dict[int, _Batch] = {}
+        self._next_batch = 0
+        self._stop = threading.Event()
+        self._reference = self.run.fingerprint
+        self._workers_seen: dict[str, str] = {}
+        self.progress = Progress(counts=ledger.counts(self.run.id))
+
+    # -- public -----------------------------------------------------------------------------
+
+    def stop(self) -> None:
+        """Ask the run to stop claiming and wind down (what Ctrl-C and SIGTERM do)."""
+        self._stop.set()
+
+    def execute(self) -> Progress:
+        """Process the run until every file is done or dead, or until `stop()`."""
+        if not self._db(self.ledger.acquire_lock, self.run.id, self.owner, self.settings.lease_seconds):
+            holder, until = self.ledger.lock_holder(self.run.id)
+            raise RunLocked(f"run {self.run.name!r} is being processed by {holder} (lock until {until:%H:%M:%S} UTC);"
+                            " wait for it, or for the lock to expire if that orchestrator died")
+        restore = self._install_signal_handlers()
+        self.client.subscribe_topic(RESULTS_TOPIC, self._events.put)
+        self.client.subscribe_topic(FINGERPRINT_TOPIC, self._events.put)
+        try:
+            self._db(self.ledger.expire_leases, self.run.id)
+            self._loop()
+        finally:
+            self.client.unsubscribe_topic(RESULTS_TOPIC)
+            self.client.unsubscribe_topic(FINGERPRINT_TOPIC)
+            self._wind_down()
+            restore()
+        return self.progress
+
+    # -- the loop ---------------------------------------------------------------------------
+
+    def _loop(self) -> None:
+        window = self.settings.window or max(2, 2 * sum(self.client.nthreads().values()))
+        last_housekeeping = 0.0
+        exhausted = False
+        while True:
+            if not self._stop.is_set() and len(self._batches) < window:
+                exhausted = not self._submit_more(window)
+            self._drain_events(timeout=0.05 if self._batches else 0)
+            self._check_futures()
+            now = time.monotonic()
+            if now - last_housekeeping > min(30.0, self.settings.lease_seconds / 4):
+                self._housekeeping()
+                last_housekeeping = now
+            if self._stop.is_set() or (exhausted and not self._batches):
+                if self._stop.is_set() or not self._waiting_for_retries():
+                    return
+
+    def _submit_more(self, window: int) -> bool:
+        """Fill the window; False when the ledger has nothing to claim right now."""
+        while len(self._batches) < window:
+            claims = self._db(self.ledger.claim, self.run.id, self.owner, self.settings.batch_files,
+                              self.settings.lease_seconds)
+            if not claims:
+                return False
+            for part in _split_by_bytes(claims, self.settings.batch_bytes):
+                self._submit(part)
+        return True
+
+    def _submit(self, claims: list[Claim]) -> None:
+        batch_id = self._next_batch
+        self._next_batch += 1
+        future = self.client.submit(identify_batch_task, self.run.name, batch_id, [c.uri for c in claims],
+                                    self._config_json, key=f"lid-batch-{self.owner}-{batch_id}",
+                                    resources=self.settings.resources, pure=False)
+        self._batches[batch_id] = _Batch(batch_id, claims, future, time.monotonic())
+
+    def _drain_events(self, timeout: float) -> None:
+        try:
+            event = self._events.get(timeout=timeout) if timeout else self._events.get_nowait()
+        except queue.Empty:
+            return
+        while True:
+            _, message = event
+            if "results" in message:
+                self._on_results(message)
+            else:
+                self._on_fingerprint(message["worker"], message["fingerprint"])
+            try:
+                event = self._events.get_nowait()
+            except queue.Empty:
+                return
+
+    def _on_results(self, message: dict) -> None:
+        if message.get("run") != self.run.name:
+            return
+        batch = self._batches.get(message["batch"])
+        if batch is None:  # a rerun's duplicate, or a batch from an earlier orchestrator
+            return
+        worker = message["worker"]
+        if not self._on_fingerprint(worker, message["fingerprint"]):
+            log.warning("refusing results of drifted worker %s; the batch is resubmitted", worker)
+            self._resubmit(batch)
+            return
+        results = [FileResult.from_dict(r) for r in message["results"]]
+        self.progress.audio_seconds += sum(r.duration or 0.0 for r in results)
+        self._record(batch, [Outcome(c.file_id, r, worker=worker) for c, r in zip(batch.claims, results)])
+
+    def _on_fingerprint(self, worker: str, environment: dict) -> bool:
+        """Record a worker's fingerprint; False if it drifted and the run refuses drifted workers."""
+        digest = fp.digest(environment)
+        if self._reference is None:
+            self._reference = environment
+            self._db(self.ledger.set_fingerprint, self.run.id, environment)
+        drift = fp.differences(self._reference, environment)
+        if self._workers_seen.get(worker) != digest:
+            self._workers_seen[worker] = digest
+            status = "flagged" if drift else "ok"
+            self._db(self.ledger.record_worker, self.run.id, worker, environment, status,
+                     "; ".join(drift) or None)
+            if drift:
+                log.warning("worker %s differs from the run's environment: %s", worker, "; ".join(drift))
+        return not (drift and self.settings.on_drift == "refuse")
+
+    def _check_futures(self) -> None:
+        for batch in list(self._batches.values()):
+            status = batch.future.status
+            if status == "error":
+                self._on_error(batch)
+            elif status == "cancelled":
+                self._resubmit(batch)
+            elif status == "finished":
+                # The event travels a different path than the task state; give it time to arrive.
+                batch.finished_at = batch.finished_at or time.monotonic()
+                if time.monotonic() - batch.finished_at > 30:
+                    log.warning("batch %d finished but its results never arrived; resubmitting", batch.id)
+                    self._resubmit(batch)
+
+    def _on_error(self, batch: _Batch) -> None:
+        try:
+            error = batch.future.exception(timeout=5)
+        except (FutureCancelledError, TimeoutError) as exc:
+            error = exc
+        if isinstance(error, KilledWorker):
+            self._batches.pop(batch.id)
+            if len(batch.claims) == 1:
+                claim = batch.claims[0]
+                self._record_outcomes([Outcome(claim.file_id, None, error_kind="killed_worker", error=(
+                    f"processing this file killed the worker process {1 + _allowed_failures()} times; "
+                    "isolated as a poison file"))])
+                return
+            half = len(batch.claims) // 2
+            log.warning("batch %d keeps killing workers; splitting %d files to find the cause",
+                        batch.id, len(batch.claims))
+            self._submit(batch.claims[:half])
+            self._submit(batch.claims[half:])
+            return
+        # Any other exception is a bug or a broken configuration, not a bad file: stop loudly.
+        raise RuntimeError(f"batch {batch.id} failed on the cluster: {type(error).__name__}: {error}") from error
+
+    def _resubmit(self, batch: _Batch) -> None:
+        self._batches.pop(batch.id, None)
+        batch.future.release()
+        self._submit(batch.claims)
+
+    def _record(self, batch: _Batch, outcomes: list[Outcome]) -> None:
+        self._record_outcomes(outcomes)
+        self._batches.pop(batch.id, None)
+        batch.future.release()
+
+    def _record_outcomes(self, outcomes: list[Outcome]) -> None:
+        self._db(self.ledger.record, outcomes, self.settings.max_attempts, self.settings.backoff_seconds)
+        self.progress.done_this_session += len(outcomes)
+        self.progress.failures += sum(1 for o in outcomes if o.result is None or
+                                      (not o.result.ok and o.result.error_kind not in ("no_speech", "too_short")))
+        self.progress.counts = self._db(self.ledger.counts, self.run.id)
+        if self.on_progress:
+            self.on_progress(self.progress)
+
+    def _housekeeping(self) -> None:
+        """Renew the run lock and the leases of in-flight files."""
+        if not self._db(self.ledger.acquire_lock, self.run.id, self.owner, self.settings.lease_seconds):
+            raise RunLocked(f"lost the lock on run {self.run.name!r} to another orchestrator")
+        in_flight = [c.file_id for b in self._batches.values() for c in b.claims]
+        self._db(self.ledger.extend_leases, in_flight, self.owner, self.settings.lease_seconds)
+
+    def _waiting_for_retries(self) -> bool:
+        """True (after a short sleep) while failed files wait for their backoff to pass."""
+        counts = self._db(self.ledger.counts, self.run.id)
+        if counts[schema.FAILED] == 0 and counts[schema.PENDING] == 0:
+            return False
+        self._stop.wait(min(5.0, self.settings.backoff_seconds))
+        return True
+
+    def _wind_down(self) -> None:
+        """Stop: wait briefly for in-flight batches, then give their files back to pending."""
+        deadline = time.monotonic() + (self.settings.drain_seconds if self._stop.is_set() else 0)
+        while self._batches and time.monotonic() < deadline:
+            self._drain_events(timeout=0.2)
+            self._check_futures_quietly()
+        leftover = [c.file_id for b in self._batches.values() for c in b.claims]
+        for batch in self._batches.values():
+            batch.future.cancel()
+        if leftover:
+            self._db(self.ledger.release, leftover, self.owner)
+            log.info("released %d in-flight files back to pending", len(leftover))
+        self._batches.clear()
+        self._db(self.ledger.release_lock, self.run.id, self.owner)
+
+    def _check_futures_quietly(self) -> None:
+        try:
+            self._check_futures()
+        except RuntimeError as exc:
+            log.error("%s", exc)
+
+    def _db(self, method, *args, attempts: int = 60):
+        """Call the ledger, waiting out a database restart (connection errors) for about a minute."""
+        for attempt in range(attempts):
+            try:
+                return method(*args)
+            except sqlalchemy.exc.OperationalError as exc:
+                if attempt == attempts - 1:
+                    raise
+                log.warning("ledger unavailable (%s); retrying", str(exc).splitlines()[0])
+                time.sleep(1.0)
+
+    def _install_signal_handlers(self) -> Callable[[], None]:
+        if threading.current_thread() is not threading.main_thread():
+            return lambda: None
+        previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+        for sig in previous:
+            signal.signal(sig, lambda *_: self.stop())
+
+        def restore():
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+
+        return restore
+
+
+def _allowed_failures() -> int:
+    import dask
+
+    return int(dask.config.get("distributed.scheduler.allowed-failures"))
+
+
+def _split_by_bytes(claims: list[Claim], limit: int) -> list[list[Claim]]:
+    """Split a claim into batches of at most `limit` bytes (unknown sizes count as zero)."""
+    batches, current, size = [], [], 0
+    for claim in claims:
+        if current and size + (claim.size or 0) > limit:
+            batches.append(current)
+            current, size = [], 0
+        current.append(claim)
+        size += claim.size or 0
+    return [*batches, current] if current else batches
+
+
+def settings_from_config(config: dict, **overrides) -> RunSettings:
+    """RunSettings from a run's stored config plus command-line overrides."""
+    names = {f.name for f in dataclasses.fields(RunSettings)}
+    return RunSettings(**{k: v for k, v in {**config, **overrides}.items() if k in names and v is not None})

@@ -1,0 +1,146 @@
+"""The Python API for distributed, resumable runs (what `lid-dask run/status/export/retry` use).
+
+    run = Run.create("podcasts", ["s3://archive/podcasts/"], db="postgresql+psycopg://...")
+    run.execute(client)            # or run.execute() for a local cluster; safe to interrupt
+    run.results()                  # pandas; run.to_dask() for a Dask DataFrame
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import pandas as pd
+
+from lid_dask.ledger import Ledger
+from lid_dask.ledger.ledger import DEFAULT_URL
+from lid_dask.models import DEFAULT_MODEL
+from lid_dask.orchestrator import Orchestrator, Progress, settings_from_config
+from lid_dask.sources import iter_entries
+
+
+@dataclass
+class Status:
+    """Counts by state, pace and the most common errors of a run."""
+
+    name: str
+    counts: dict[str, int]
+    rate: float  # files per second over the last ten minutes
+    top_errors: list[tuple[str, int]]
+
+    @property
+    def total(self) -> int:
+        return sum(self.counts.values())
+
+    @property
+    def remaining(self) -> int:
+        return self.counts["pending"] + self.counts["leased"] + self.counts["failed"]
+
+    @property
+    def eta(self) -> dt.timedelta | None:
+        return dt.timedelta(seconds=round(self.remaining / self.rate)) if self.rate > 0 else None
+
+
+class Run:
+    """A named run in a ledger: its configuration, files and results."""
+
+    def __init__(self, name: str, db: str = DEFAULT_URL, ledger: Ledger | None = None):
+        self.ledger = ledger or Ledger(db)
+        self.info = self.ledger.get_run(name)
+        self.name = name
+
+    @classmethod
+    def create(cls, name: str | None = None, sources: Iterable[str] = (), db: str = DEFAULT_URL, *,
+               models: str | list[str] = DEFAULT_MODEL, windows: str | None = None,
+               languages: list[str] | None = None, vad: str = "silero", device: str = "auto",
+               storage_options: dict | None = None, **settings) -> Run:
+        """Create a run (or reopen the one with that name) and register `sources` in it."""
+        ledger = Ledger(db)
+        name = name or dt.datetime.now().strftime("run-%Y%m%d-%H%M%S")
+        identify = {"models": [models] if isinstance(models, str) else list(models), "windows": windows,
+                    "languages": languages, "vad": vad, "device": device, "storage_options": storage_options}
+        ledger.create_run(name, {"identify": {k: v for k, v in identify.items() if v is not None}, **settings})
+        run = cls(name, ledger=ledger)
+        run.add(sources, storage_options)
+        return run
+
+    def add(self, sources: Iterable[str], storage_options: dict | None = None) -> int:
+        """Register more files; files already in the run are left alone. Returns how many were new."""
+        options = storage_options or self.info.config.get("identify", {}).get("storage_options")
+        return self.ledger.register(self.info.id, iter_entries(list(sources), options))
+
+    def execute(self, client=None, progress: bool = True, **overrides) -> Progress:
+        """Process the run on `client` (a local cluster if None) until nothing is left, or Ctrl-C."""
+        from lid_dask.cluster import connect
+
+        own_client = client is None
+        client = client or connect()
+        settings = settings_from_config(self.info.config, **overrides)
+        try:
+            if not progress:
+                return Orchestrator(self.ledger, self.name, client, settings).execute()
+            from lid_dask.progress import RunProgress
+
+            with RunProgress(self.name) as display:
+                return Orchestrator(self.ledger, self.name, client, settings, on_progress=display.update).execute()
+        finally:
+            if own_client:
+                cluster = client.cluster
+                client.close()
+                if cluster is not None:
+                    cluster.close()
+
+    def status(self, window: dt.timedelta = dt.timedelta(minutes=10)) -> Status:
+        recent = self.ledger.done_since(self.info.id, dt.datetime.now(dt.timezone.utc) - window)
+        return Status(self.name, self.ledger.counts(self.info.id), recent / window.total_seconds(),
+                      self.ledger.top_errors(self.info.id))
+
+    def retry(self, kinds: list[str] | None = None) -> int:
+        """Send failed and dead files (optionally only these error kinds) back to pending."""
+        return self.ledger.retry(self.info.id, kinds=kinds)
+
+    def results(self) -> pd.DataFrame:
+        return self.ledger.results_frame(self.info.id)
+
+    def predictions(self) -> pd.DataFrame:
+        """One row per file and model: each model's own answer."""
+        return self.ledger.predictions_frame(self.info.id)
+
+    def workers(self) -> pd.DataFrame:
+        """Workers seen by this run, with their fingerprint and whether it drifted."""
+        return self.ledger.workers_frame(self.info.id)
+
+    def to_dask(self, npartitions: int | None = None):
+        """The results as a Dask DataFrame, read from the ledger partition by partition."""
+        import dask.dataframe as dd
+
+        query = self.ledger.results_query(self.info.id)
+        total = max(1, sum(self.ledger.counts(self.info.id).values()))
+        parts = npartitions or max(1, total // 250_000)
+        return dd.read_sql_query(query, self.ledger.url, index_col="file_id", npartitions=parts)
+
+    def export(self, path: str, fmt: str = "parquet", storage_options: dict | None = None) -> int:
+        """Write the results to `path` (any fsspec URL) in chunks; returns the number of rows."""
+        import fsspec
+
+        rows = 0
+        with fsspec.open(path, "wb", **(storage_options or {})) as handle:
+            writer = None
+            for chunk in self.ledger.iter_results(self.info.id):
+                rows += len(chunk)
+                if fmt == "csv":
+                    chunk.to_csv(handle, header=writer is None, index=False)
+                    writer = True
+                elif fmt == "parquet":
+                    import pyarrow as pa
+                    import pyarrow.parquet as pq
+
+                    table = pa.Table.from_pandas(chunk, preserve_index=False)
+                    writer = writer or pq.ParquetWriter(handle, table.schema)
+                    writer.write_table(table.cast(writer.schema))
+                else:
+                    raise ValueError(f"unknown export format {fmt!r}; choose parquet or csv")
+            if fmt == "parquet" and writer is not None:
+                writer.close()
+        return rows

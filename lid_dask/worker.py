@@ -1,0 +1,56 @@
+"""What runs on a Dask worker: the batch task and the worker preload.
+
+Workers on SaladCloud accept no inbound connections, so nothing here may depend on the client or
+the scheduler reaching the worker: results and fingerprints leave through the worker's own
+connection to the scheduler, as events (`Worker.log_event`), which the orchestrator subscribes to.
+Workers hold no database credentials; they only identify audio.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+
+from distributed import get_worker
+
+from lid_dask import fingerprint as fp
+from lid_dask.engine import Identifier
+
+RESULTS_TOPIC = "lid-dask-results"
+FINGERPRINT_TOPIC = "lid-dask-fingerprint"
+
+
+@functools.lru_cache(maxsize=4)
+def _identifier(config_json: str) -> Identifier:
+    """One Identifier per run configuration per worker process: models stay loaded across tasks."""
+    return Identifier(**json.loads(config_json))
+
+
+def worker_fingerprint(config_json: str) -> dict:
+    return fp.environment(_identifier(config_json).fingerprint())
+
+
+def identify_batch_task(run: str, batch: int, uris: list[str], config_json: str) -> int:
+    """Identify `uris` and send the results to the orchestrator as one event; return the count."""
+    results = _identifier(config_json).identify_batch(uris)
+    worker = get_worker()
+    environment = worker_fingerprint(config_json)
+    worker.log_event(RESULTS_TOPIC, {
+        "run": run, "batch": batch, "worker": str(worker.name), "address": worker.address,
+        "fingerprint": environment, "results": [r.to_dict() for r in results],
+    })
+    return len(results)
+
+
+def dask_setup(worker) -> None:
+    """Worker preload (``dask worker --preload lid_dask.worker``): load models before the first task.
+
+    ``LID_DASK_MODELS`` (comma-separated specs) names the models to warm up; the fingerprint
+    is published so that the orchestrator sees a drifted worker even before it runs a batch.
+    """
+    specs = [m for m in os.environ.get("LID_DASK_MODELS", "").split(",") if m]
+    if not specs:
+        return
+    config_json = json.dumps({"models": specs}, sort_keys=True)
+    worker.log_event(FINGERPRINT_TOPIC, {"worker": str(worker.name), "fingerprint": worker_fingerprint(config_json)})
