@@ -25,12 +25,14 @@ def gpu_count() -> int:
 
 
 def connect(scheduler: str | None = None, *, security=None, n_workers: int | None = None,
-            threads_per_worker: int = 1, dashboard_address: str | None = ":8787", **cluster_kwargs) -> Client:
+            threads_per_worker: int = 1, dashboard_address: str | None = ":8787", preload: tuple[str, ...] = (),
+            **cluster_kwargs) -> Client:
     """A client for `scheduler` (``tcp://`` or ``tls://``, with a `distributed.security.Security`
     for TLS), else a LocalCUDACluster when GPUs exist, else a LocalCluster of processes.
 
-    Local workers get the lid-dask preload and one thread each: the models use every core of
-    their process already, and one model per process keeps memory predictable.
+    Local workers get the lid-dask preload (plus `preload` modules, e.g. plug-in backends) and one
+    thread each: the models use every core of their process already, and one model per process
+    keeps memory predictable.
     """
     if scheduler:
         return Client(scheduler, security=security)
@@ -41,9 +43,9 @@ def connect(scheduler: str | None = None, *, security=None, n_workers: int | Non
 
         log.info("starting a LocalCUDACluster on %d GPU(s)", gpu_count())
         cluster = LocalCUDACluster(threads_per_worker=threads_per_worker, dashboard_address=dashboard_address,
-                                   preload=["lid_dask.worker"], resources={"GPU": 1}, **cluster_kwargs)
+                                   preload=["lid_dask.worker", *preload], resources={"GPU": 1}, **cluster_kwargs)
     else:
         cluster = LocalCluster(n_workers=n_workers, threads_per_worker=threads_per_worker, processes=True,
-                               dashboard_address=dashboard_address, preload=["lid_dask.worker"],
+                               dashboard_address=dashboard_address, preload=["lid_dask.worker", *preload],
                                **cluster_kwargs)
     return Client(cluster)

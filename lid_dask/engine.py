@@ -25,7 +25,7 @@ from lid_dask.models import DEFAULT_MODEL, Backend, load_model
 from lid_dask.results import FileResult
 from lid_dask.sources import expand_sources
 from lid_dask.speech import DETECTORS, speech_seconds
-from lid_dask.windows import WindowPlan
+from lid_dask.windows import Window, WindowPlan
 
 
 @dataclass
@@ -90,6 +90,9 @@ class Identifier:
     # -- steps ------------------------------------------------------------------------------
 
     def _prepare(self, uri: str) -> _Prepared | AudioError:
+        if not any(b.needs_audio for b in self.backends):
+            return _Prepared(DecodedAudio(uri, None, [Window(0.0, 0.0)], [np.zeros(0, np.float32)]),
+                             [self.consensus.min_window_speech])
         try:
             audio = load_windows(uri, self.plan, self.storage_options)
             return _Prepared(audio, [speech_seconds(s, self.vad) for s in audio.samples])

@@ -18,6 +18,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import os
 import queue
 import signal
 import socket
@@ -104,7 +105,7 @@ class Orchestrator:
         self.client = client
         self.settings = settings or RunSettings(identify=self.run.config.get("identify", {}))
         self.on_progress = on_progress
-        self.owner = f"{socket.gethostname()}:{uuid.uuid4().hex[:8]}"
+        self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._config_json = json.dumps(self.settings.identify, sort_keys=True)
         self._events: queue.Queue = queue.Queue()
         self._batches: dict[int, _Batch] = {}
@@ -122,7 +123,7 @@ class Orchestrator:
 
     def execute(self) -> Progress:
         """Process the run until every file is done or dead, or until `stop()`."""
-        if not self._db(self.ledger.acquire_lock, self.run.id, self.owner, self.settings.lease_seconds):
+        if not self._acquire_lock():
             holder, until = self.ledger.lock_holder(self.run.id)
             raise RunLocked(f"run {self.run.name!r} is being processed by {holder} (lock until {until:%H:%M:%S} UTC);"
                             " wait for it, or for the lock to expire if that orchestrator died")
@@ -138,6 +139,17 @@ class Orchestrator:
             self._wind_down()
             restore()
         return self.progress
+
+    def _acquire_lock(self) -> bool:
+        """Take the run lock; a lock left by a dead orchestrator on this host is taken over at once."""
+        if self._db(self.ledger.acquire_lock, self.run.id, self.owner, self.settings.lease_seconds):
+            return True
+        holder, _ = self.ledger.lock_holder(self.run.id)
+        if holder and _is_dead_local_process(holder):
+            freed = self._db(self.ledger.take_over, self.run.id, holder)
+            log.warning("orchestrator %s died; took over its run and %d leased files", holder, freed)
+            return self._db(self.ledger.acquire_lock, self.run.id, self.owner, self.settings.lease_seconds)
+        return False
 
     # -- the loop ---------------------------------------------------------------------------
 
@@ -338,6 +350,21 @@ class Orchestrator:
                 signal.signal(sig, handler)
 
         return restore
+
+
+def _is_dead_local_process(owner: str) -> bool:
+    """True if `owner` (host:pid:token) names a process of this host that no longer exists."""
+    host, _, rest = owner.partition(":")
+    pid = rest.partition(":")[0]
+    if host != socket.gethostname() or not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:  # alive, someone else's
+        return False
+    return False
 
 
 def _allowed_failures() -> int:

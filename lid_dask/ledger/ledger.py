@@ -127,6 +127,16 @@ class Ledger:
                                      .where(s.runs.c.id == run_id)).one()
         return row.lock_owner, _aware(row.lock_expires_at)
 
+    def take_over(self, run_id: int, dead_owner: str) -> int:
+        """Clear the lock of an orchestrator known to be dead and free its leased files."""
+        with self.engine.begin() as connection:
+            connection.execute(s.runs.update().where(s.runs.c.id == run_id, s.runs.c.lock_owner == dead_owner)
+                               .values(lock_owner=None, lock_expires_at=None))
+            return connection.execute(
+                s.files.update().where(s.files.c.run_id == run_id, s.files.c.state == s.LEASED,
+                                       s.files.c.lease_owner == dead_owner)
+                .values(state=s.PENDING, lease_owner=None, due_at=utcnow())).rowcount
+
     def release_lock(self, run_id: int, owner: str) -> None:
         with self.engine.begin() as connection:
             connection.execute(s.runs.update().where(s.runs.c.id == run_id).where(s.runs.c.lock_owner == owner)

@@ -19,6 +19,7 @@ _BUILTIN = {
     "whisper-ct2": "lid_dask.models.whisper_ct2:WhisperCT2",
     "whisper-hf": "lid_dask.models.whisper_hf:WhisperHF",
     "speechbrain": "lid_dask.models.speechbrain:SpeechBrainLID",
+    "null": "lid_dask.models.null:NullBackend",
 }
 _lock = threading.Lock()
 _registered: dict[str, str | type[Backend]] = {}

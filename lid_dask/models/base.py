@@ -55,6 +55,8 @@ class Backend(abc.ABC):
     backend_name: str = ""
     #: how many windows one `predict` call should get at most
     max_batch: int = 16
+    #: False for backends that never look at audio (the engine then skips decoding)
+    needs_audio: bool = True
 
     def __init__(self, spec: ModelSpec, device: str = "cpu"):
         self.spec = spec
