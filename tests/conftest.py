@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import os
 import shutil
+import socket
 import subprocess
 from pathlib import Path
 
 import pytest
+
+# Tests never reach a model hub: everything they load is built or bundled locally.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 SENTENCE_EN = ("The weather was fine this morning, so we walked along the river to the old market "
                "and bought fresh bread, cheese and apples for the journey.")
@@ -93,3 +98,56 @@ def long_file(audio_dir, speech_en) -> Path:
 @pytest.fixture(scope="session")
 def samples_dir() -> Path:
     return Path(__file__).resolve().parents[1] / "lid_dask" / "samples"
+
+
+PG_ADMIN = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+
+
+@pytest.fixture
+def pg_url():
+    """A fresh PostgreSQL database on the local server, dropped afterwards."""
+    import uuid
+
+    import sqlalchemy as sa
+
+    name = f"lid_dask_test_{uuid.uuid4().hex[:10]}"
+    admin = sa.create_engine(PG_ADMIN, isolation_level="AUTOCOMMIT", pool_pre_ping=True)
+    with admin.connect() as connection:
+        connection.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    yield f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
+    with admin.connect() as connection:
+        connection.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request, tmp_path):
+    """Each ledger test runs on SQLite (the laptop default) and PostgreSQL (clusters)."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'ledger.db'}"
+    return request.getfixturevalue("pg_url")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def s3(encoded):
+    """A bucket on a real S3 API server (moto, loopback only) holding two clips."""
+    from moto.server import ThreadedMotoServer
+    import s3fs
+
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    options = {"key": "testing", "secret": "testing",
+               "client_kwargs": {"endpoint_url": f"http://127.0.0.1:{port}"}}
+    fs = s3fs.S3FileSystem(**options)
+    fs.mkdir("clips")
+    fs.put(str(encoded["mp3"]), "clips/talk/en.mp3")
+    fs.put(str(encoded["opus"]), "clips/talk/en.opus")
+    yield options
+    server.stop()

@@ -75,12 +75,17 @@ def test_allow_list_renormalises(identifier, audio_dir):
     assert sum(restricted.models[0].top.values()) == pytest.approx(1.0, abs=1e-3)
 
 
-def test_identify_returns_a_dataframe(audio_dir, encoded):
-    frame = identify([str(audio_dir), str(encoded["mp3"])], windows="spread:2x5", vad="energy")
+def test_identify_returns_a_dataframe(audio_dir, encoded, tmp_path):
+    folder = tmp_path / "nested" / "deeper"
+    folder.mkdir(parents=True)
+    for name in ("en.wav", "de.wav"):
+        (folder / name).write_bytes((audio_dir / name).read_bytes())
+    (folder / "notes.txt").write_text("not audio: folders yield audio files only")
+    frame = identify([str(tmp_path), str(encoded["mp3"])], windows="spread:2x5", vad="energy")
     assert isinstance(frame, pd.DataFrame)
     assert {"uri", "language", "confidence", "agreement", "needs_review", "review_reasons", "error_kind",
             "whisper-ct2.language", "whisper-ct2.probability"} <= set(frame.columns)
-    assert len(frame) >= 3 and (frame.loc[frame.uri.str.endswith("en.wav"), "language"] == "en").all()
+    assert len(frame) == 3 and list(frame.language) == ["de", "en", "en"]
 
 
 def test_unknown_settings_fail_the_call():

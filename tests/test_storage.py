@@ -4,38 +4,12 @@ from __future__ import annotations
 
 import http.server
 import re
-import socket
 import threading
 
 import pytest
 
 from lid_dask import Identifier
 from lid_dask.sources import expand_sources
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-@pytest.fixture(scope="module")
-def s3(encoded):
-    """A bucket on a real S3 API server (moto, loopback only) holding two clips."""
-    from moto.server import ThreadedMotoServer
-    import s3fs
-
-    port = free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    options = {"key": "testing", "secret": "testing",
-               "client_kwargs": {"endpoint_url": f"http://127.0.0.1:{port}"}}
-    fs = s3fs.S3FileSystem(**options)
-    fs.mkdir("clips")
-    fs.put(str(encoded["mp3"]), "clips/talk/en.mp3")
-    fs.put(str(encoded["opus"]), "clips/talk/en.opus")
-    yield options
-    server.stop()
 
 
 def test_s3_files_missing_keys_and_listing(s3):
