@@ -9,3 +9,11 @@ python3 -m venv .venv
 # torch==2.13.0 is the CPU build (pinned in the transformers extra too); see README "PyTorch".
 .venv/bin/pip install -q "torch==2.13.0" -e ".[dev]"
 .venv/bin/python -m pytest "$@"
+
+# SpeechBrain needs torchaudio built for the same torch; it gets its own environment (README).
+if [ "${LID_DASK_SKIP_SPEECHBRAIN:-0}" != 1 ]; then
+  python3 -m venv .venv-speechbrain
+  .venv-speechbrain/bin/pip install -q --upgrade pip
+  .venv-speechbrain/bin/pip install -q "torch==2.9.1" "torchaudio==2.9.1" -e ".[speechbrain,bundled,test]"
+  .venv-speechbrain/bin/python -m pytest tests/models -m speechbrain "$@"
+fi

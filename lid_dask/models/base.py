@@ -86,6 +86,17 @@ def file_digest(path: str | os.PathLike, chunk: int = 1 << 22) -> str:
     return digest.hexdigest()
 
 
+def torch_dtype(spec: ModelSpec, device: str):
+    """The ``dtype`` option of torch backends: float16 on CUDA and float32 elsewhere by default."""
+    import torch  # torch backends only; the default backend does not need torch
+
+    name = spec.options.get("dtype", "float16" if device.startswith("cuda") else "float32")
+    dtype = getattr(torch, name, None)
+    if not isinstance(dtype, torch.dtype):
+        raise ValueError(f"unknown dtype {name!r} in model spec {str(spec)!r}; use float32, float16 or bfloat16")
+    return dtype
+
+
 def pad_to(window: np.ndarray, length: int) -> np.ndarray:
     """Pad audio with silence (zeros) to `length` samples, or cut it; Whisper expects a fixed context."""
     if len(window) >= length:

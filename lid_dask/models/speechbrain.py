@@ -25,19 +25,10 @@ from filelock import FileLock
 from speechbrain.inference.classifiers import EncoderClassifier
 
 from lid_dask.languages import to_code
-from lid_dask.models.base import Backend, ModelSpec, file_digest
+from lid_dask.models.base import Backend, ModelSpec, file_digest, torch_dtype
 from lid_dask.models.bundled import cache_root
 
 DEFAULT_SOURCE = "speechbrain/lang-id-voxlingua107-ecapa"
-
-
-def torch_dtype(spec: ModelSpec, device: str) -> torch.dtype:
-    """The ``dtype`` option (float32, float16, bfloat16); float16 on CUDA and float32 elsewhere by default."""
-    name = spec.options.get("dtype", "float16" if device.startswith("cuda") else "float32")
-    dtype = getattr(torch, name, None)
-    if not isinstance(dtype, torch.dtype):
-        raise ValueError(f"unknown dtype {name!r} in model spec {str(spec)!r}; use float32, float16 or bfloat16")
-    return dtype
 
 
 def savedir_for(source: str) -> Path:

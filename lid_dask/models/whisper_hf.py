@@ -22,18 +22,9 @@ from transformers.utils import cached_file
 
 from lid_dask.audio import SAMPLE_RATE
 from lid_dask.languages import to_code
-from lid_dask.models.base import Backend, ModelSpec, file_digest, pad_to
+from lid_dask.models.base import Backend, ModelSpec, file_digest, pad_to, torch_dtype
 
 DEFAULT_SOURCE = "openai/whisper-large-v3"
-
-
-def torch_dtype(spec: ModelSpec, device: str) -> torch.dtype:
-    """The ``dtype`` option (float32, float16, bfloat16); float16 on CUDA and float32 elsewhere by default."""
-    name = spec.options.get("dtype", "float16" if device.startswith("cuda") else "float32")
-    dtype = getattr(torch, name, None)
-    if not isinstance(dtype, torch.dtype):
-        raise ValueError(f"unknown dtype {name!r} in model spec {str(spec)!r}; use float32, float16 or bfloat16")
-    return dtype
 
 
 def weights_digest(folder: Path) -> str:
