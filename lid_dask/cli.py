@@ -143,7 +143,14 @@ def _status(args) -> int:
         for info in ledger.list_runs():
             console.print(info.name)
         return 0
-    _print_status(Run(args.name, ledger=ledger).status(), console)
+    run = Run(args.name, ledger=ledger)
+    _print_status(run.status(), console)
+    workers = run.workers()
+    if len(workers):
+        flagged = workers[workers.status != "ok"]
+        console.print(f"{len(workers)} workers seen, {len(flagged)} with a different environment")
+        for row in flagged.itertuples():
+            console.print(f"  [yellow]{row.name}[/yellow]: {row.reason}")
     return 0
 
 

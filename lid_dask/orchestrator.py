@@ -113,6 +113,7 @@ class Orchestrator:
         self._stop = threading.Event()
         self._reference = self.run.fingerprint
         self._workers_seen: dict[str, str] = {}
+        self._refused_in_a_row = 0
         self.progress = Progress(counts=ledger.counts(self.run.id))
 
     # -- public -----------------------------------------------------------------------------
@@ -155,6 +156,8 @@ class Orchestrator:
 
     def _loop(self) -> None:
         window = self.settings.window or max(2, 2 * sum(self.client.nthreads().values()))
+        if self.settings.resources is None and _cluster_has_gpus(self.client):
+            self.settings.resources = {"GPU": 1}  # route batches to GPU workers only
         last_housekeeping = 0.0
         exhausted = False
         while True:
@@ -213,9 +216,14 @@ class Orchestrator:
             return
         worker = message["worker"]
         if not self._on_fingerprint(worker, message["fingerprint"]):
+            self._refused_in_a_row += 1
+            if self._refused_in_a_row > 3 * max(1, len(self._workers_seen)):
+                raise RuntimeError("every worker differs from the run's environment (see `lid-dask status`); "
+                                   "fix the image or rerun with --on-drift flag")
             log.warning("refusing results of drifted worker %s; the batch is resubmitted", worker)
             self._resubmit(batch)
             return
+        self._refused_in_a_row = 0
         results = [FileResult.from_dict(r) for r in message["results"]]
         self.progress.audio_seconds += sum(r.duration or 0.0 for r in results)
         self._record(batch, [Outcome(c.file_id, r, worker=worker) for c, r in zip(batch.claims, results)])
@@ -350,6 +358,11 @@ class Orchestrator:
                 signal.signal(sig, handler)
 
         return restore
+
+
+def _cluster_has_gpus(client: Client) -> bool:
+    workers = client.scheduler_info().get("workers", {}).values()
+    return any(w.get("resources", {}).get("GPU") for w in workers)
 
 
 def _is_dead_local_process(owner: str) -> bool:

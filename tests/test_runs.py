@@ -210,3 +210,57 @@ def test_two_orchestrators_on_one_run_are_refused(tmp_path, clips):
     assert run.ledger.acquire_lock(run.info.id, "otherhost:1:abcd", ttl=60)
     with pytest.raises(RunLocked, match="otherhost"):
         Orchestrator(run.ledger, "locked", client=None).execute()
+
+
+@pytest.mark.slow
+def test_drifted_workers_are_flagged_or_refused(tmp_path, clips, local_client):
+    """The run's reference environment says ctranslate2 0.0: every real worker has drifted from it."""
+    from lid_dask import fingerprint
+
+    db = f"sqlite:///{tmp_path / 'ledger.db'}"
+    run = Run.create("drift", [str(clips / "clip00.wav"), str(clips / "clip01.wav")], db=db, batch_files=1)
+    reference = fingerprint.environment()
+    reference["packages"]["ctranslate2"] = "0.0"
+    run.ledger.set_fingerprint(run.info.id, reference)
+    with pytest.raises(RuntimeError, match="every worker differs"):
+        Run("drift", db).execute(local_client, progress=False, on_drift="refuse")
+    assert run.status().counts["done"] == 0
+    Run("drift", db).execute(local_client, progress=False, on_drift="flag")
+    assert run.status().counts["done"] == 2
+    workers = run.workers()
+    assert len(workers) == 2 and set(workers.status) == {"flagged"}
+    assert all("ctranslate2" in reason for reason in workers.reason)
+
+
+@pytest.mark.slow
+def test_tls_cluster_from_the_deployment_scripts(tmp_path, clips):
+    """Certificates from cluster/make-certs.sh, scheduler and worker from their launch scripts."""
+    certs = tmp_path / "certs"
+    sh("bash", str(ROOT / "cluster" / "make-certs.sh"), str(certs))
+    port = free_port()
+    env = {**os.environ, "CERTS": str(certs), "HOST": "127.0.0.1", "PORT": str(port),
+           "DASHBOARD_PORT": str(free_port()), "SCHEDULER": f"tls://127.0.0.1:{port}"}
+    bin_dir = str(Path(sys.executable).parent)
+    env["PATH"] = f"{bin_dir}:{env['PATH']}"
+    scheduler = subprocess.Popen(["bash", str(ROOT / "cluster" / "scheduler.sh")], env=env, start_new_session=True,
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    worker = subprocess.Popen(["bash", str(ROOT / "cluster" / "worker.sh"), "--host", "127.0.0.1"], env=env,
+                              cwd=ROOT, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        out = subprocess.run(
+            [sys.executable, "-m", "lid_dask.cli", "run", str(clips / "clip00.wav"), str(clips / "clip01.wav"),
+             "--name", "tls", "--db", f"sqlite:///{tmp_path / 'ledger.db'}", "--scheduler", f"tls://127.0.0.1:{port}",
+             "--tls-ca", str(certs / "ca.pem"), "--tls-cert", str(certs / "client.pem"),
+             "--tls-key", str(certs / "client.key"), "--no-progress"],
+            capture_output=True, text=True, timeout=240, cwd=tmp_path)
+        assert out.returncode == 0, out.stderr
+        run = Run("tls", f"sqlite:///{tmp_path / 'ledger.db'}")
+        assert run.status().counts["done"] == 2
+        assert set(run.results().language) == {"en", "de"}
+        plain = subprocess.run([sys.executable, "-c", f"from distributed import Client; Client('tcp://127.0.0.1:{port}', "
+                                "timeout=5)"], capture_output=True, text=True, timeout=60)
+        assert plain.returncode != 0  # no certificate, no connection
+    finally:
+        for process in (worker, scheduler):
+            os.killpg(process.pid, signal.SIGTERM)
+            process.wait(timeout=30)
