@@ -206,6 +206,7 @@ class _FrameReader:
         self._frames = self._iter_frames()
         self._resampler = av.AudioResampler(format="flt", layout="mono", rate=SAMPLE_RATE)
         self._chunks, self._size, self._start, self._eof = [], 0, None, False
+        self._shape = None
 
     def _iter_frames(self):
         bad = 0
@@ -223,6 +224,12 @@ class _FrameReader:
             self._eof = True
             self._append(self._resampler.resample(None), None)
         else:
+            shape = (frame.format.name, frame.layout.name, frame.sample_rate)
+            if shape != self._shape:  # streams may change rate or layout mid-way (concatenated files)
+                if self._shape is not None:
+                    self._append(self._resampler.resample(None), None)
+                    self._resampler = av.AudioResampler(format="flt", layout="mono", rate=SAMPLE_RATE)
+                self._shape = shape
             self.decoded_seconds += frame.samples / frame.sample_rate
             self._append(self._resampler.resample(frame), frame.time)
 

@@ -134,7 +134,7 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def s3(encoded):
     """A bucket on a real S3 API server (moto, loopback only) holding two clips."""
     from moto.server import ThreadedMotoServer
