@@ -12,12 +12,21 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 import pandas as pd
+import sqlalchemy as sa
 
 from lid_dask.ledger import Ledger
 from lid_dask.ledger.ledger import DEFAULT_URL
 from lid_dask.models import DEFAULT_MODEL
 from lid_dask.orchestrator import Orchestrator, Progress, settings_from_config
 from lid_dask.sources import iter_entries
+
+
+RESULT_DTYPES = {
+    "file_id": "int64", "uri": "str", "state": "str", "language": "str", "confidence": "float64",
+    "agreement": "str", "needs_review": "boolean", "review_reasons": "str", "duration": "float64",
+    "speech_seconds": "float64", "attempts": "int64", "error_kind": "str", "error": "str", "worker": "str",
+    "finished_at": "datetime64[ns, UTC]",
+}
 
 
 @dataclass
@@ -118,7 +127,13 @@ class Run:
         query = self.ledger.results_query(self.info.id)
         total = max(1, sum(self.ledger.counts(self.info.id).values()))
         parts = npartitions or max(1, total // 250_000)
-        return dd.read_sql_query(query, self.ledger.url, index_col="file_id", npartitions=parts)
+        # A subquery, so Dask's per-partition bounds on file_id apply to files, not to the outer-joined results.
+        subquery = query.order_by(None).subquery()
+        dtypes = dict(RESULT_DTYPES)
+        if self.ledger.dialect == "sqlite":  # SQLite hands back naive datetimes (written in UTC)
+            dtypes["finished_at"] = "datetime64[ns]"
+        meta = pd.DataFrame({name: pd.Series(dtype=dtype) for name, dtype in dtypes.items()}).set_index("file_id")
+        return dd.read_sql_query(sa.select(subquery), self.ledger.url, index_col="file_id", npartitions=parts, meta=meta)
 
     def export(self, path: str, fmt: str = "parquet", storage_options: dict | None = None) -> int:
         """Write the results to `path` (any fsspec URL) in chunks; returns the number of rows."""
