@@ -77,7 +77,50 @@ def _parser() -> argparse.ArgumentParser:
     retry.add_argument("--kind", action="append", dest="kinds", metavar="ERROR_KIND",
                        help="only files that failed with this error kind (repeatable)")
     _db_option(retry)
+
+    evaluate = commands.add_parser("evaluate", help="evaluate a run, or models, against ground truth",
+                                   description="Join predictions to labels; per-language metrics, calibration, "
+                                               "consensus value; compare with the previous evaluation.")
+    _labels_options(evaluate)
+    what = evaluate.add_mutually_exclusive_group(required=True)
+    what.add_argument("--run", help="evaluate this existing run")
+    what.add_argument("-m", "--model", action="append", dest="models", metavar="SPEC",
+                      help="run these models over the labelled files first (repeatable)")
+    evaluate.add_argument("--dataset", help="name of the labelled set, for comparisons (default: the labels path)")
+    evaluate.add_argument("--report", metavar="DIR", help="write report.md, report.html and plots here")
+    evaluate.add_argument("--fail-on-regression", type=float, metavar="DROP",
+                          help="exit 3 if any language drops by more than DROP (e.g. 0.02), significantly")
+    evaluate.add_argument("--scheduler", metavar="ADDR")
+    evaluate.add_argument("--workers", type=int)
+    _db_option(evaluate)
+
+    calibrate = commands.add_parser("calibrate", help="fit each model's confidence calibration on labelled data")
+    _labels_options(calibrate)
+    calibrate.add_argument("--run", required=True, help="a run over labelled files")
+    calibrate.add_argument("--dataset", help="name of the labelled set (default: the labels path)")
+    _db_option(calibrate)
+
+    review = commands.add_parser("review", help="export files that need a person; import their answers")
+    review_commands = review.add_subparsers(dest="review_command", required=True)
+    export_review = review_commands.add_parser("export", help="CSV of files to review, with links to listen")
+    export_review.add_argument("name", help="run name")
+    export_review.add_argument("-o", "--output", required=True)
+    _db_option(export_review)
+    import_review = review_commands.add_parser("import", help="store reviewed languages as ground truth")
+    import_review.add_argument("path", help="the exported CSV with reviewed_language filled in")
+    import_review.add_argument("--dataset", default="reviewed",
+                               help="ground-truth name; evaluate with --labels db:NAME (default reviewed)")
+    _db_option(import_review)
     return parser
+
+
+def _labels_options(parser) -> None:
+    parser.add_argument("--labels", required=True, metavar="PATH",
+                        help="Common Voice folder, VoxLingua107-style folders, FLEURS folder, CSV/Parquet with "
+                             "uri+language, or db:NAME for reviewed labels")
+    parser.add_argument("--label-format", default="auto",
+                        choices=["auto", "commonvoice", "fleurs", "voxlingua", "table"])
+    parser.add_argument("--split", default="test", help="split of Common Voice / FLEURS (default test)")
 
 
 def _db_option(parser) -> None:
@@ -178,6 +221,87 @@ def _export(args) -> int:
     return 0
 
 
+def _evaluate(args) -> int:
+    from lid_dask.evaluation import summary_table, top_confusions, write_report
+    from lid_dask.evaluation.workflow import evaluate_run
+    from lid_dask.runs import Run
+
+    console = Console(stderr=True)
+    run, labels = _labelled_run(args, console)
+    dataset = args.dataset or args.labels
+    evaluation = evaluate_run(run, labels, dataset, threshold=args.fail_on_regression or 0.02)
+    out = Console()
+    out.print(f"evaluation {evaluation.id} of run {run.name} on {dataset}")
+    out.print(summary_table(evaluation.dataset).round(4).to_string())
+    out.print("top confusions (consensus):")
+    out.print(top_confusions(evaluation.dataset, "consensus", 5).to_string(index=False))
+    if evaluation.comparison is not None:
+        out.print(evaluation.comparison.summary())
+    if args.report:
+        write_report(evaluation.dataset, args.report, previous=evaluation.comparison)
+        console.print(f"report written to {args.report}/report.html")
+    if args.fail_on_regression is not None and evaluation.comparison is not None:
+        return 3 if evaluation.comparison.exit_code() else 0
+    return 0
+
+
+def _labelled_run(args, console):
+    """The run to evaluate: the named one, or a new run of the given models over the labelled files."""
+    from lid_dask.cluster import connect
+    from lid_dask.evaluation.workflow import load_ground_truth
+    from lid_dask.ledger import Ledger
+    from lid_dask.runs import Run
+
+    ledger = Ledger(_db(args))
+    labels = load_ground_truth(args.labels, ledger, kind=args.label_format, split=args.split)
+    if labels.unknown:
+        console.print(f"[yellow]{sum(labels.unknown.values())} labels name no known language:[/yellow] "
+                      + ", ".join(f"{k!r} ({n})" for k, n in list(labels.unknown.items())[:10]))
+    if getattr(args, "run", None):
+        return Run(args.run, ledger=ledger), labels
+    import datetime as dt
+
+    name = f"eval-{dt.datetime.now():%Y%m%d-%H%M%S}"
+    run = Run.create(name, list(labels.frame["uri"]), _db(args), models=args.models)
+    client = connect(args.scheduler, n_workers=args.workers)
+    try:
+        run.execute(client)
+    finally:
+        cluster = client.cluster
+        client.close()
+        if cluster is not None:
+            cluster.close()
+    return run, labels
+
+
+def _calibrate(args) -> int:
+    from lid_dask.evaluation.workflow import calibrate_run
+
+    console = Console()
+    run, labels = _labelled_run(args, Console(stderr=True))
+    effect = calibrate_run(run, labels, args.dataset or args.labels)
+    ece = effect["calibration_ece"].to_pandas()
+    console.print("expected calibration error on held-out files (not used for the fit):")
+    console.print(ece.round(4).to_string())
+    console.print("stored; new runs of these models apply it (`lid-dask run`)")
+    return 0
+
+
+def _review(args) -> int:
+    from lid_dask.evaluation.workflow import export_review, import_review
+    from lid_dask.ledger import Ledger
+    from lid_dask.runs import Run
+
+    console = Console(stderr=True)
+    if args.review_command == "export":
+        n = export_review(Run(args.name, _db(args)), args.output)
+        console.print(f"{n} files to review written to {args.output}; fill in reviewed_language")
+    else:
+        n = import_review(Ledger(_db(args)), args.path, args.dataset)
+        console.print(f"{n} reviewed labels stored as ground truth; use --labels db:{args.dataset}")
+    return 0
+
+
 def _retry(args) -> int:
     from lid_dask.runs import Run
 
@@ -239,7 +363,8 @@ def _print_table(frame, out) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    commands = {"identify": _identify, "run": _run, "status": _status, "export": _export, "retry": _retry}
+    commands = {"identify": _identify, "run": _run, "status": _status, "export": _export, "retry": _retry,
+                "evaluate": _evaluate, "calibrate": _calibrate, "review": _review}
     try:
         return commands[args.command](args)
     except (ValueError, RuntimeError, OSError, LookupError) as exc:

@@ -18,6 +18,7 @@ confidence is below `low_confidence`, windows disagree, or there is no usable sp
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -69,6 +70,30 @@ def combine_windows(model: str, labels: list[str], probabilities: np.ndarray, sp
     verdict = ModelVerdict(model=model, language=labels[best], probability=float(distribution[best]),
                            top=_top(as_dict), windows_disagree=disagree, windows=window_records)
     return ModelOutput(verdict, as_dict)
+
+
+def calibrate(output: ModelOutput, calibration) -> ModelOutput:
+    """Apply a fitted calibration (`lid_dask.evaluation.calibration`) to a model's file verdict.
+
+    Temperature scaling reshapes the whole distribution; Platt scaling maps the top probability
+    and rescales the other languages to share the rest, so consensus averages calibrated
+    distributions either way.
+    """
+    labels = list(output.distribution)
+    values = np.array([output.distribution[label] for label in labels])
+    top = int(values.argmax())
+    if hasattr(calibration, "temperature"):
+        values = calibration.apply(values[None, :])[0]
+    else:
+        new_top = float(calibration.apply(values[top]))
+        rest = values.sum() - values[top]
+        values = values * ((1 - new_top) / rest if rest > 0 else 0.0)
+        values[top] = new_top
+    distribution = dict(zip(labels, (float(v) for v in values)))
+    best = labels[int(values.argmax())]
+    verdict = dataclasses.replace(output.verdict, language=best, probability=distribution[best],
+                                  top=_top(distribution))
+    return ModelOutput(verdict, distribution)
 
 
 @dataclass(frozen=True)

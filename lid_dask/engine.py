@@ -9,6 +9,7 @@ the unit a Dask worker runs; `identify` is the one-call API for scripts and note
 from __future__ import annotations
 
 import itertools
+import logging
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -19,13 +20,15 @@ from toolz import partition_all
 
 from lid_dask import languages as lang
 from lid_dask.audio import DecodedAudio, load_windows
-from lid_dask.consensus import ConsensusConfig, ModelOutput, combine_models, combine_windows
+from lid_dask.consensus import ConsensusConfig, ModelOutput, calibrate, combine_models, combine_windows
 from lid_dask.errors import AudioError, ErrorKind
 from lid_dask.models import DEFAULT_MODEL, Backend, load_model
 from lid_dask.results import FileResult
 from lid_dask.sources import expand_sources
 from lid_dask.speech import DETECTORS, speech_seconds
 from lid_dask.windows import Window, WindowPlan
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -42,7 +45,8 @@ class Identifier:
     def __init__(self, models: str | Iterable[str] = DEFAULT_MODEL, windows: str | WindowPlan | None = None,
                  languages: Iterable[str] | None = None, vad: str = "silero",
                  consensus: ConsensusConfig | None = None, device: str = "auto",
-                 storage_options: dict | None = None, batch_files: int = 8, decode_threads: int = 2):
+                 storage_options: dict | None = None, batch_files: int = 8, decode_threads: int = 2,
+                 calibrations: dict[str, dict] | None = None):
         if vad not in DETECTORS:
             raise ValueError(f"unknown speech detector {vad!r}; choose one of {DETECTORS}")
         self.model_specs = [models] if isinstance(models, str) else list(models)
@@ -59,6 +63,7 @@ class Identifier:
         names = [b.name for b in self.backends]
         if len(set(names)) != len(names):
             raise ValueError(f"the same model is listed twice: {names}")
+        self.calibrations = self._check_calibrations(calibrations or {})
 
     # -- the public entry points -------------------------------------------------------------
 
@@ -86,6 +91,23 @@ class Identifier:
 
     def fingerprint(self) -> list[dict]:
         return [b.fingerprint() for b in self.backends]
+
+    def _check_calibrations(self, calibrations: dict[str, dict]) -> dict:
+        """Calibrations by model name, kept only where they were fitted on these very weights."""
+        from lid_dask.evaluation.calibration import from_dict
+
+        usable = {}
+        for backend in self.backends:
+            entry = calibrations.get(backend.name)
+            if entry is None:
+                continue
+            fitted_on, loaded = entry.get("model_sha256"), backend.fingerprint().get("model_sha256")
+            if fitted_on and loaded and fitted_on != loaded:
+                log.warning("calibration of %s was fitted on other weights (%s, loaded %s); not applied",
+                            backend.name, fitted_on[:12], loaded[:12])
+                continue
+            usable[backend.name] = from_dict(entry["params"])
+        return usable
 
     # -- steps ------------------------------------------------------------------------------
 
@@ -118,6 +140,8 @@ class Identifier:
                 item = prepared[good[i]]
                 out = combine_windows(backend.name, backend.labels, probabilities, item.speech,
                                       item.audio.windows, self.consensus)
+                if out is not None and backend.name in self.calibrations:
+                    out = calibrate(out, self.calibrations[backend.name])
                 if out is not None:
                     outputs[good[i]].append(out)
         return [_error_result(uri, item) if isinstance(item, AudioError) else self._file_result(uri, item, outputs[i])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 
+from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from lid_dask.results import FileResult
@@ -34,7 +35,7 @@ class RunProgress:
         columns = [TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                    TextColumn("{task.fields[hours]:.2f} h audio"), TextColumn("{task.fields[rate]:.1f} files/s"),
                    TextColumn("[red]{task.fields[failures]} failed"), TimeElapsedColumn(), TimeRemainingColumn()]
-        self._bar = Progress(*columns, console=console)
+        self._bar = Progress(*columns, console=console or Console(stderr=True))  # stdout is for data
         self._task = self._bar.add_task(name, total=None, hours=0.0, rate=0.0, failures=0)
 
     def __enter__(self) -> RunProgress:

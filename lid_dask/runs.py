@@ -16,7 +16,7 @@ import sqlalchemy as sa
 
 from lid_dask.ledger import Ledger
 from lid_dask.ledger.ledger import DEFAULT_URL
-from lid_dask.models import DEFAULT_MODEL
+from lid_dask.models import DEFAULT_MODEL, ModelSpec
 from lid_dask.orchestrator import Orchestrator, Progress, settings_from_config
 from lid_dask.sources import iter_entries
 
@@ -63,12 +63,18 @@ class Run:
     def create(cls, name: str | None = None, sources: Iterable[str] = (), db: str = DEFAULT_URL, *,
                models: str | list[str] = DEFAULT_MODEL, windows: str | None = None,
                languages: list[str] | None = None, vad: str = "silero", device: str = "auto",
-               storage_options: dict | None = None, **settings) -> Run:
-        """Create a run (or reopen the one with that name) and register `sources` in it."""
+               storage_options: dict | None = None, calibrated: bool = True, **settings) -> Run:
+        """Create a run (or reopen the one with that name) and register `sources` in it.
+
+        With `calibrated`, the newest calibration of each model stored in the ledger
+        (`lid-dask calibrate`) is applied to its answers before consensus.
+        """
         ledger = Ledger(db)
         name = name or dt.datetime.now().strftime("run-%Y%m%d-%H%M%S")
-        identify = {"models": [models] if isinstance(models, str) else list(models), "windows": windows,
-                    "languages": languages, "vad": vad, "device": device, "storage_options": storage_options}
+        models = [models] if isinstance(models, str) else list(models)
+        calibrations = ledger.latest_calibrations([ModelSpec.parse(m).name for m in models]) if calibrated else None
+        identify = {"models": models, "windows": windows, "languages": languages, "vad": vad, "device": device,
+                    "storage_options": storage_options, "calibrations": calibrations or None}
         ledger.create_run(name, {"identify": {k: v for k, v in identify.items() if v is not None}, **settings})
         run = cls(name, ledger=ledger)
         run.add(sources, storage_options)

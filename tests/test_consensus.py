@@ -77,3 +77,17 @@ def test_models_with_different_label_sets_vote_together():
     decision = combine_models([a, other], CFG)
     assert decision.language == "en" and decision.agreement == "unanimous"
     assert decision.confidence == pytest.approx(0.8)
+
+
+def test_calibration_reshapes_a_model_before_consensus():
+    from lid_dask.consensus import calibrate
+    from lid_dask.evaluation.calibration import PlattScaling, TemperatureScaling
+
+    out = model("a", [[0.9, 0.06, 0.04]], [5])
+    platt = calibrate(out, PlattScaling(a=0.5, b=0.0, n=100))
+    assert platt.verdict.language == "en"
+    assert platt.verdict.probability == pytest.approx(1 / (1 + (0.1 / 0.9) ** 0.5))
+    assert sum(platt.distribution.values()) == pytest.approx(1.0)
+    assert platt.distribution["de"] / platt.distribution["fr"] == pytest.approx(0.06 / 0.04)
+    softened = calibrate(out, TemperatureScaling(temperature=2.0, n=100))
+    assert 0.5 < softened.verdict.probability < 0.9 and sum(softened.distribution.values()) == pytest.approx(1.0)

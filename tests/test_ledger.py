@@ -33,7 +33,7 @@ def ledger(db_url):
 
 
 def test_migrated_schema_matches_the_tables(ledger):
-    assert ledger.schema_revision() == "0001"
+    assert ledger.schema_revision() == "0002"
     with ledger.engine.connect() as connection:
         diff = compare_metadata(MigrationContext.configure(connection), schema.metadata)
     assert diff == []
@@ -114,3 +114,18 @@ def test_worker_fingerprints_upsert(ledger):
     ledger.record_worker(run.id, "w1", {"a": 2}, "flagged", "a: 1 -> 2")
     frame = ledger.workers_frame(run.id)
     assert len(frame) == 1 and frame.loc[0, "status"] == "flagged"
+
+
+def test_upgrade_from_the_first_revision_keeps_data(tmp_path):
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    old = Ledger(url, migrate=False)
+    old.migrate("0001")
+    run = old.create_run("r", {})
+    old.register(run.id, ["/a.wav"])
+    assert old.schema_revision() == "0001"
+    new = Ledger(url)
+    assert new.schema_revision() == "0002"
+    assert new.counts(run.id)["pending"] == 1
+    assert new.save_labels("reviewed", [{"uri": "/a.wav", "language": "de"}], source="review") == 1
+    assert new.save_labels("reviewed", [{"uri": "/a.wav", "language": "fr"}], source="review") == 1
+    assert new.labels_frame("reviewed").to_dict("records") == [{"uri": "/a.wav", "language": "fr"}]

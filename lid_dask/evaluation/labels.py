@@ -94,7 +94,7 @@ def load_labels(source: str, kind: str = "auto", storage_options: dict | None = 
     loaders = {"table": load_table, "commonvoice": load_common_voice, "fleurs": load_fleurs,
                "voxlingua": load_voxlingua}
     if kind == "auto":
-        kind = _detect(source, storage_options)
+        kind = detect_kind(source, storage_options)
     if kind not in loaders:
         raise ValueError(f"unknown label kind {kind!r}; choose one of {sorted(loaders)}")
     return loaders[kind](source, storage_options=storage_options, **options)
@@ -202,7 +202,7 @@ def _concat(frames: list[pd.DataFrame]) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["uri", "raw_label"])
 
 
-def _detect(source: str, storage_options: dict | None) -> str:
+def detect_kind(source: str, storage_options: dict | None) -> str:
     if source.lower().endswith(TABLE_SUFFIXES):
         return "table"
     fs, path = url_to_fs(source, **(storage_options or {}))

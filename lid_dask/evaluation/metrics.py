@@ -267,6 +267,6 @@ def top_confusions(ds: xr.Dataset, model: str, n: int = 10) -> pd.DataFrame:
     true, predicted = cells.index.get_level_values("true"), cells.index.get_level_values("predicted")
     off = cells[(true != predicted) & (cells > 0)]
     table = off.rename("count").reset_index()
-    table["share"] = table["count"] / table["true"].map(support)
+    table["share"] = table["count"] / table["true"].map(support).astype(float)
     table = table.sort_values(["count", "true", "predicted"], ascending=[False, True, True])
     return table.head(n).reset_index(drop=True)

@@ -93,3 +93,42 @@ workers = Table(
     Column("first_seen", DateTime(timezone=True), nullable=False),
     Column("last_seen", DateTime(timezone=True), nullable=False),
 )
+
+# Added in revision 0002: evaluations, calibrations and reviewed ground truth.
+
+evaluations = Table(
+    "evaluations", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("dataset", String(200), nullable=False),
+    Column("run_id", Integer, ForeignKey("runs.id", ondelete="SET NULL")),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("models", JSON, nullable=False),
+    Column("fingerprints", JSON),
+    Column("summary", JSON, nullable=False),  # headline figures per model, for listings
+    Column("result", Text, nullable=False),  # the xarray Dataset as JSON (lid_dask.evaluation.serialize)
+    Index("evaluations_dataset", "dataset", "id"),
+)
+
+calibrations = Table(
+    "calibrations", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("model", String(200), nullable=False),
+    Column("model_sha256", String(64)),
+    Column("method", String(40), nullable=False),
+    Column("params", JSON, nullable=False),
+    Column("dataset", String(200), nullable=False),
+    Column("ece_before", Float),
+    Column("ece_after", Float),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Index("calibrations_model", "model", "id"),
+)
+
+labels = Table(
+    "labels", metadata,
+    Column("dataset", String(200), primary_key=True),
+    Column("uri", Text, primary_key=True),
+    Column("language", String(40), nullable=False),
+    Column("source", String(40), nullable=False),  # e.g. review
+    Column("reviewer", String(200)),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)

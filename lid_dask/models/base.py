@@ -47,6 +47,11 @@ class ModelSpec:
     def __hash__(self) -> int:
         return hash(str(self))
 
+    @property
+    def name(self) -> str:
+        """Short name for result columns: the backend, plus the source unless it is the default."""
+        return self.backend if self.source in (None, "bundled") else str(self)
+
 
 class Backend(abc.ABC):
     """A loaded model. Subclasses set `labels` and implement `predict`."""
@@ -65,8 +70,7 @@ class Backend(abc.ABC):
 
     @property
     def name(self) -> str:
-        """Short name for result columns: the backend, plus the source unless it is the default."""
-        return self.spec.backend if self.spec.source in (None, "bundled") else str(self.spec)
+        return self.spec.name
 
     @abc.abstractmethod
     def predict(self, windows: list[np.ndarray]) -> np.ndarray:
@@ -74,7 +78,7 @@ class Backend(abc.ABC):
 
     def fingerprint(self) -> dict:
         """What identifies this model's behaviour: spec, device and the weights' checksum."""
-        return {"spec": str(self.spec), "backend": self.backend_name, "device": self.device}
+        return {"name": self.name, "spec": str(self.spec), "backend": self.backend_name, "device": self.device}
 
 
 def file_digest(path: str | os.PathLike, chunk: int = 1 << 22) -> str:

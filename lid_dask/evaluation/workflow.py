@@ -1,0 +1,142 @@
+"""Evaluation as the CLI and notebooks run it: a run joined to labels, stored in the ledger.
+
+    evaluation = evaluate_run(run, load_ground_truth("labels.csv", run.ledger), dataset="synthetic")
+    evaluation.comparison.exit_code()      # regression against the previous evaluation of that dataset
+    calibrate_run(run, labels, dataset)    # fitted, checked on held-out files, stored per model
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import fsspec
+import pandas as pd
+import xarray as xr
+
+from lid_dask.evaluation.calibration import calibration_effect, fit_per_model, split_by_uri
+from lid_dask.evaluation.frames import evaluation_frame
+from lid_dask.evaluation.labels import LabelSet, detect_kind, label_set, load_labels
+from lid_dask.evaluation.metrics import CONSENSUS, evaluate
+from lid_dask.evaluation.regression import Comparison, compare, paired_counts
+from lid_dask.evaluation.serialize import from_json, to_json
+from lid_dask.ledger import Ledger
+from lid_dask.runs import Run
+
+DB_LABELS = "db:"  # prefix of reviewed ground truth stored in the ledger, e.g. db:reviewed
+
+
+@dataclass
+class Evaluation:
+    id: int
+    dataset: xr.Dataset
+    comparison: Comparison | None
+
+
+def load_ground_truth(source: str, ledger: Ledger, kind: str = "auto", split: str = "test",
+                      storage_options: dict | None = None) -> LabelSet:
+    """Labels from a file or folder (see `load_labels`), or ``db:NAME`` for reviewed labels.
+
+    `split` applies to the layouts that have splits (Common Voice, FLEURS).
+    """
+    if source.startswith(DB_LABELS):
+        frame = ledger.labels_frame(source.removeprefix(DB_LABELS)).assign(raw_label=lambda f: f["language"])
+        return label_set(frame, source)
+    kind = detect_kind(source, storage_options) if kind == "auto" else kind
+    options = {"split": split} if kind in ("commonvoice", "fleurs") else {}
+    return load_labels(source, kind=kind, storage_options=storage_options, **options)
+
+
+def evaluation_of(run: Run, labels: LabelSet) -> tuple[xr.Dataset, object]:
+    """The metrics Dataset of a run against labels, and the evaluation frame it came from."""
+    frame = evaluation_frame(run.to_dask(), labels, run.predictions())
+    return evaluate(frame), frame
+
+
+def evaluate_run(run: Run, labels: LabelSet, dataset: str, threshold: float = 0.02) -> Evaluation:
+    """Evaluate, compare with the previous evaluation of `dataset`, and store it in the ledger."""
+    ds, frame = evaluation_of(run, labels)
+    ledger = run.ledger
+    models = [str(m) for m in ds["model"].values]
+    summary = {m: {k: _number(ds[k].sel(model=m)) for k in ("n", "accuracy", "macro_f1", "ece", "coverage")}
+               for m in models}
+    info = ledger.get_run(run.name)
+    evaluation_id = ledger.save_evaluation(dataset, info.id, models, info.fingerprint, summary, to_json(ds))
+    previous_id = ledger.previous_evaluation(dataset, evaluation_id)
+    comparison = None
+    if previous_id is not None:
+        previous = from_json(ledger.evaluation_result(previous_id))
+        previous_run = _run_of_evaluation(ledger, previous_id)
+        paired = None
+        if previous_run is not None:
+            paired = paired_counts(frame, evaluation_frame(previous_run.to_dask(), labels, previous_run.predictions()))
+        comparison = compare(ds, previous, paired, threshold=threshold)
+    return Evaluation(evaluation_id, ds, comparison)
+
+
+def calibrate_run(run: Run, labels: LabelSet, dataset: str, test_fraction: float = 0.3) -> xr.Dataset:
+    """Fit a calibration per model on part of the labelled files; measure it on the rest; store it.
+
+    The split is by a hash of the file URI, so the held-out files never influence the fit.
+    Returns the before/after reliability Dataset (``calibration_*`` variables).
+    """
+    frame = evaluation_frame(run.to_dask(), labels, run.predictions())
+    fit_part, held_out = split_by_uri(frame, test_fraction=test_fraction, salt=f"calibrate:{dataset}")
+    fitted = {model: cal for model, cal in fit_per_model(fit_part).items() if model != CONSENSUS}
+    effect = calibration_effect(held_out, fitted)
+    shas = {m.get("name"): m.get("model_sha256") for m in (run.ledger.get_run(run.name).fingerprint or {}).get("models", [])}
+    for model, calibration in fitted.items():
+        ece = effect["calibration_ece"].sel(model=model)
+        run.ledger.save_calibration(model, shas.get(model), calibration.to_dict()["method"], calibration.to_dict(),
+                                    dataset, _number(ece.sel(stage="raw")), _number(ece.sel(stage="calibrated")))
+    return effect
+
+
+def export_review(run: Run, path: str, storage_options: dict | None = None) -> int:
+    """Write the files that need review (CSV), with a link to listen to each and an empty
+    ``reviewed_language`` column for the reviewer; returns the number of files."""
+    frame = run.results()
+    queue = frame[frame["needs_review"].fillna(False).astype(bool)].copy()
+    queue["listen"] = queue["uri"].map(lambda uri: _listen_link(uri, storage_options))
+    queue["reviewed_language"] = ""
+    queue["reviewer"] = ""
+    columns = ["uri", "listen", "language", "confidence", "agreement", "review_reasons", "reviewed_language",
+               "reviewer"]
+    with fsspec.open(path, "w", **(storage_options or {})) as handle:
+        queue[columns].to_csv(handle, index=False)
+    return len(queue)
+
+
+def import_review(ledger: Ledger, path: str, dataset: str, storage_options: dict | None = None) -> int:
+    """Store the reviewed languages of a filled-in review file as ground truth ``db:<dataset>``."""
+    from lid_dask.languages import to_code
+
+    with fsspec.open(path, "r", **(storage_options or {})) as handle:
+        frame = pd.read_csv(handle, dtype=str).fillna("")
+    reviewed = frame[frame["reviewed_language"].str.strip() != ""]
+    rows = [{"uri": r.uri, "language": to_code(r.reviewed_language), "reviewer": r.reviewer or None}
+            for r in reviewed.itertuples()]
+    return ledger.save_labels(dataset, rows, source="review")
+
+
+def _listen_link(uri: str, storage_options: dict | None) -> str:
+    """A URL a person can open: presigned for object stores, file:// for local paths."""
+    fs, path = fsspec.core.url_to_fs(uri, **(storage_options or {}))
+    try:
+        return fs.url(path, expires=7 * 24 * 3600) if hasattr(fs, "url") and "://" in uri else f"file://{path}"
+    except (NotImplementedError, TypeError):
+        return uri
+
+
+def _run_of_evaluation(ledger: Ledger, evaluation_id: int) -> Run | None:
+    frame = ledger.evaluations_frame()
+    row = frame[frame["id"] == evaluation_id]
+    if row.empty or pd.isna(row.iloc[0]["run_id"]):
+        return None
+    names = {info.id: info.name for info in ledger.list_runs()}
+    name = names.get(int(row.iloc[0]["run_id"]))
+    return Run(name, ledger=ledger) if name else None
+
+
+def _number(value) -> float | None:
+    number = float(value)
+    return None if number != number else number
