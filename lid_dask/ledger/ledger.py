@@ -148,6 +148,8 @@ class Ledger:
         """Add files to a run; files already there are left alone. Returns how many were new."""
         added = 0
         now = utcnow()
+        statement = (self._insert(s.files).on_conflict_do_nothing(index_elements=["run_id", "uri"])
+                     .returning(s.files.c.id))
         for chunk in partition_all(CHUNK, entries):
             rows = []
             for entry in chunk:
@@ -155,9 +157,8 @@ class Ledger:
                 rows.append(dict(run_id=run_id, uri=uri, size=size, state=s.PENDING, due_at=now, attempts=0,
                                  updated_at=now))
             with self.engine.begin() as connection:
-                statement = (self._insert(s.files).values(rows)
-                             .on_conflict_do_nothing(index_elements=["run_id", "uri"]).returning(s.files.c.id))
-                added += len(connection.execute(statement).all())
+                # executemany: one cached statement, batched into multi-row INSERTs by SQLAlchemy
+                added += len(connection.execute(statement, rows).all())
         return added
 
     def claim(self, run_id: int, owner: str, limit: int, lease_seconds: float) -> list[Claim]:
@@ -244,20 +245,18 @@ class Ledger:
                     if retryable:
                         error = f"{error} (gave up after {n} attempts)"
                 failed.setdefault((state, due, kind, error), []).append(o.file_id)
-            for chunk in partition_all(CHUNK, result_rows):
-                connection.execute(self._upsert(s.results, chunk, ["file_id"]))
-            for chunk in partition_all(CHUNK, prediction_rows):
-                connection.execute(self._upsert(s.predictions, chunk, ["file_id", "model"]))
-            for chunk in partition_all(CHUNK, attempt_rows):
-                connection.execute(s.attempts.insert().values(chunk))
-            for chunk in partition_all(CHUNK, done):
-                connection.execute(s.files.update().where(s.files.c.id.in_(chunk))
-                                   .values(state=s.DONE, lease_owner=None, error_kind=None, error=None,
-                                           updated_at=now, due_at=now))
+            # executemany with cached statements: compiling a fresh multi-row statement per batch
+            # cost more than the database work itself.
+            if result_rows:
+                connection.execute(self._upsert(s.results, ["file_id"]), result_rows).all()
+            if prediction_rows:
+                connection.execute(self._upsert(s.predictions, ["file_id", "model"]), prediction_rows).all()
+            connection.execute(s.attempts.insert().returning(s.attempts.c.id), attempt_rows).all()
+            if done:
+                connection.execute(_SET_DONE, dict(ids=done, now=now))
             for (state, due, kind, error), file_ids in failed.items():
-                connection.execute(s.files.update().where(s.files.c.id.in_(file_ids))
-                                   .values(state=state, due_at=due, lease_owner=None, error_kind=kind,
-                                           error=error, updated_at=now))
+                connection.execute(_SET_FAILED, dict(ids=file_ids, state=state, due=due, kind=kind, error=error,
+                                                     now=now))
 
     def retry(self, run_id: int, states: tuple[str, ...] = (s.DEAD, s.FAILED), kinds: list[str] | None = None) -> int:
         """Send failed or dead files back to pending with a fresh attempt budget."""
@@ -392,7 +391,7 @@ class Ledger:
             for chunk in partition_all(CHUNK, rows):
                 records = [dict(dataset=dataset, uri=r["uri"], language=r["language"], source=source,
                                 reviewer=r.get("reviewer"), created_at=now) for r in chunk]
-                connection.execute(self._upsert(s.labels, records, ["dataset", "uri"]))
+                connection.execute(self._upsert(s.labels, ["dataset", "uri"]), records).all()
                 count += len(records)
         return count
 
@@ -410,10 +409,24 @@ class Ledger:
     def _insert(self, table: sa.Table):
         return (postgresql.insert if self.dialect == "postgresql" else sqlite.insert)(table)
 
-    def _upsert(self, table: sa.Table, rows: list[dict], keys: list[str]):
-        statement = self._insert(table).values(rows)
-        update = {c: statement.excluded[c] for c in rows[0] if c not in keys}
-        return statement.on_conflict_do_update(index_elements=keys, set_=update)
+    def _upsert(self, table: sa.Table, keys: list[str]):
+        """INSERT ... ON CONFLICT (keys) DO UPDATE every other column, for executemany.
+
+        RETURNING makes SQLAlchemy send the rows as multi-row statements ("insertmanyvalues")
+        instead of one statement per row: about 4x faster on PostgreSQL.
+        """
+        statement = self._insert(table)
+        update = {c.name: statement.excluded[c.name] for c in table.columns if c.name not in keys}
+        return statement.on_conflict_do_update(index_elements=keys, set_=update).returning(table.c[keys[0]])
+
+
+_IDS = sa.bindparam("ids", expanding=True)
+_SET_DONE = (s.files.update().where(s.files.c.id.in_(_IDS))
+             .values(state=s.DONE, lease_owner=None, error_kind=None, error=None,
+                     updated_at=sa.bindparam("now"), due_at=sa.bindparam("now")))
+_SET_FAILED = (s.files.update().where(s.files.c.id.in_(_IDS))
+               .values(state=sa.bindparam("state"), due_at=sa.bindparam("due"), lease_owner=None,
+                       error_kind=sa.bindparam("kind"), error=sa.bindparam("error"), updated_at=sa.bindparam("now")))
 
 
 def _make_engine(url: str) -> sa.Engine:
