@@ -38,7 +38,7 @@ FORMATS = {
     "opus": Format("opus", "ogg", "opus", ("-c:a", "libopus"), ("16k", "24k", "32k", "48k"), _OPUS_RATES),
     "m4a": Format("aac", "m4a", "m4a", ("-c:a", "aac"), ("48k", "64k", "96k")),
     "webm": Format("opus", "webm", "webm", ("-c:a", "libopus"), ("24k", "32k"), _OPUS_RATES),
-    "mp4": Format("aac", "mp4", "mp4", ("-c:a", "aac"), ("64k",), video="h264"),
+    "mp4": Format("aac", "mp4", "mp4", ("-c:a", "aac"), ("48k", "64k"), video="h264"),
     "mkv": Format("vorbis", "mkv", "mkv", ("-c:a", "libvorbis"), ("q3",), video="h264"),
 }
 

@@ -22,7 +22,7 @@ from tqdm.contrib.logging import logging_redirect_tqdm
 
 from .longform import plan_long, render_long
 from .plan import DEFAULT, Profile, Slot, plan_language
-from .render import ClipFailed, render_clip
+from .render import render_clip
 from .sentences import catalog_locales
 from .voices import FESTIVAL_BY_NAME, espeak_voices, festival_installed
 
@@ -76,15 +76,17 @@ def write_manifest(path: Path, rows: Iterable[dict]) -> None:
         writer.writerows(sorted(rows, key=lambda row: row["uri"]))
 
 
-def _run(pool: ProcessPoolExecutor, jobs: list[tuple[str, Callable, tuple]], desc: str, result: Result) -> list:
+def _run(pool: ProcessPoolExecutor, jobs: list[tuple[str, Callable, tuple]], desc: str, unit: str, result: Result) -> list:
     """Run (name, fn, args) jobs on `pool` with a progress bar; failures go to `result`."""
+    if not jobs:
+        return []
     futures: dict[Future, str] = {pool.submit(fn, *args): name for name, fn, args in jobs}
     values = []
-    for future in tqdm(as_completed(futures), total=len(futures), desc=desc, unit="file" if desc != "plan" else "lang"):
+    for future in tqdm(as_completed(futures), total=len(futures), desc=desc, unit=unit):
         try:
             values.append(future.result())
-        except (ClipFailed, subprocess.CalledProcessError) as error:
-            reason = str(error)
+        except Exception as error:  # one bad file must not cost the build: log it, go on
+            reason = f"{type(error).__name__}: {error}"
             if isinstance(error, subprocess.CalledProcessError) and error.stderr:
                 reason += f": {error.stderr.decode(errors='replace')[-300:]}"
             log.warning("skipped %s: %s", futures[future], reason)
@@ -144,17 +146,18 @@ def build(
             pool,
             [(lang, plan_language, (lang, lang_slots, profile, seed)) for lang, lang_slots in sorted(by_language.items())],
             "plan",
+            "language",
             result,
         )
         render_jobs = []
         if "long" in parts:  # the longest jobs first, so that they overlap with the clips
             render_jobs += [(s.uri, render_long, (s, out, seed)) for s in plan_long(long_files, long_minutes, seed)]
         for specs, skipped in planned:
-            for key, reason in skipped:
-                log.warning("not planned %s: %s", key, reason)
-                result.failures.append((key, reason))
+            for reason in dict.fromkeys(reason for _, reason in skipped):
+                log.warning("not planned: %d clip(s): %s", sum(r == reason for _, r in skipped), reason)
+            result.failures += skipped
             render_jobs += [(s.uri, render_clip, (s, out)) for s in specs]
-        result.rows = _run(pool, render_jobs, "render", result)
+        result.rows = _run(pool, render_jobs, "render", "file", result)
 
     for row in result.rows:
         row["split"] = split_of(row["language"], row["text"])

@@ -41,11 +41,12 @@ class Profile:
     semitones: tuple[float, float]
     espeak_wpm: tuple[int, int]  # espeak-ng -s
     espeak_pitch: tuple[int, int]  # espeak-ng -p (0-99, 50 is its default)
+    espeak_variants: tuple[str, ...]  # espeak-ng voice variants: "" (none), "f2", "m3", ...
     p_noise: float
     snr_db: tuple[float, ...]
     noise_kinds: tuple[str, ...]
     p_stereo: float
-    format_cycle: tuple[tuple[str, int], ...] = ()  # if set: clip i gets entry i mod n (format, Hz)
+    format_cycle: tuple[tuple[str, int, str], ...] = ()  # if set: clip i gets entry i mod n (format, Hz, quality)
     flat: bool = False  # all files in the output folder itself, no engine/language folders
 
 
@@ -53,14 +54,15 @@ DEFAULT = Profile(
     formats=(("wav", 12), ("flac", 14), ("mp3", 20), ("ogg", 14), ("opus", 14), ("m4a", 14),
              ("webm", 5), ("mp4", 4), ("mkv", 3)),  # fmt: skip
     sample_rates=((8000, 15), (16000, 35), (22050, 20), (44100, 15), (48000, 15)),
-    clip_seconds=(3.5, 9.0),
-    max_seconds=10.0,
+    clip_seconds=(3.0, 8.0),
+    max_seconds=8.5,
     p_tempo=0.5,
     tempo=(0.85, 1.15),
     p_pitch=0.4,
     semitones=(-2.0, 2.0),
     espeak_wpm=(130, 210),
     espeak_pitch=(25, 75),
+    espeak_variants=ESPEAK_VARIANTS,
     p_noise=0.35,
     snr_db=(5.0, 10.0, 15.0, 20.0, 30.0),
     noise_kinds=("white", "pink", "brown"),
@@ -72,24 +74,28 @@ DEFAULT = Profile(
 SAMPLES = Profile(
     formats=(),
     sample_rates=(),
-    clip_seconds=(5.0, 7.5),
-    max_seconds=8.0,
+    clip_seconds=(4.5, 6.0),
+    max_seconds=6.5,
     p_tempo=0.0,
     tempo=(1.0, 1.0),
     p_pitch=0.0,
     semitones=(0.0, 0.0),
     espeak_wpm=(160, 190),
     espeak_pitch=(40, 60),
+    espeak_variants=("", "m3", "f2", "f4"),
     p_noise=0.1,
     snr_db=(20.0,),
     noise_kinds=("pink",),
     p_stereo=0.0,
-    format_cycle=(("opus", 16000), ("mp3", 16000), ("ogg", 16000), ("m4a", 16000), ("wav", 8000),
-                  ("opus", 16000), ("mp3", 22050), ("ogg", 16000), ("flac", 8000), ("opus", 16000),
-                  ("mp3", 16000)),  # fmt: skip
+    # Low bit rates keep the set under 1 MB; wav and flac at 8 kHz for the same reason.
+    format_cycle=(("opus", 16000, "16k"), ("mp3", 16000, "32k"), ("ogg", 16000, "q1"), ("m4a", 16000, "32k"),
+                  ("opus", 16000, "16k"), ("wav", 8000, ""), ("mp3", 22050, "32k"), ("opus", 16000, "16k"),
+                  ("ogg", 16000, "q1"), ("m4a", 16000, "32k"), ("flac", 8000, ""), ("opus", 16000, "16k"),
+                  ("mp3", 16000, "32k"), ("opus", 16000, "16k"), ("ogg", 16000, "q1"), ("m4a", 16000, "32k"),
+                  ("opus", 16000, "16k"), ("mp3", 16000, "32k"), ("opus", 16000, "16k"), ("ogg", 16000, "q1"),
+                  ("opus", 16000, "16k")),  # fmt: skip
     flat=True,
 )
-SAMPLES_QUALITY = {"opus": "16k", "mp3": "32k", "ogg": "q1", "m4a": "32k"}  # keeps the sample set < 1 MB
 
 
 @dataclass(frozen=True)
@@ -133,14 +139,14 @@ def _weighted(rng: random.Random, choices: tuple[tuple, ...]):
 def _output(rng: random.Random, profile: Profile, slot: Slot) -> tuple[str, int, str]:
     """(format, sample rate, quality) of a clip."""
     if profile.format_cycle:
-        name, rate = profile.format_cycle[slot.order % len(profile.format_cycle)]
-        return name, rate, SAMPLES_QUALITY.get(name, "")
+        return profile.format_cycle[slot.order % len(profile.format_cycle)]
     name = _weighted(rng, profile.formats)
     fmt = audio.FORMATS[name]
     rates = tuple((r, w) for r, w in profile.sample_rates if not fmt.sample_rates or r in fmt.sample_rates)
     rate = _weighted(rng, rates)
     # At 8 kHz, lame and the aac encoder cap the bit rate near 48-64 kbit/s: don't claim more.
     qualities = [q for q in fmt.qualities if rate > 8000 or not q.endswith("k") or int(q[:-1]) <= 48]
+    qualities = qualities or [fmt.qualities[0]]
     return name, rate, rng.choice(qualities)
 
 
@@ -159,6 +165,7 @@ def plan_language(
         return [], [(s.key, f"only {len(sentences)} clean sentences in {language}") for s in slots]
     pool = SentencePool(sentences, random.Random(f"{seed}|pool|{language}"))
     specs, skipped = [], []
+    exhausted: set[str] = set()  # voices that found nothing to read: don't search again
     for slot in slots:
         rng = random.Random(f"{seed}|{slot.key}")
         target = rng.uniform(*profile.clip_seconds)
@@ -168,23 +175,26 @@ def plan_language(
             pitch = round(rng.uniform(*profile.semitones), 1) if rng.random() < profile.p_pitch else 0.0
             accept = partial(festival_accepts, voice)
             voice_name = voice_tag = voice.name
+            text_rate = speed / voice.pace  # seconds of estimated text per second of speech
         else:
             voice_tag = rng.choice(espeak_voices()[language])
-            variant = rng.choice(ESPEAK_VARIANTS)
+            variant = rng.choice(profile.espeak_variants)
             wpm = rng.randint(*profile.espeak_wpm)
             speed = round(wpm / ESPEAK_DEFAULT_WPM, 3)
             pitch = float(rng.randint(*profile.espeak_pitch))
             accept = partial(espeak_reads_natively, voice_tag)
             voice_name = f"{voice_tag}+{variant}" if variant else voice_tag
+            text_rate = speed
         noisy = rng.random() < profile.p_noise
         noise = rng.choice(profile.noise_kinds) if noisy else ""
         snr_db = rng.choice(profile.snr_db) if noisy else None
         channels = 2 if rng.random() < profile.p_stereo else 1
-        fmt, rate, quality = _output(rng, profile, slot)
-        # Sentences are measured at the engine's default rate; a faster voice needs more text.
-        text = pool.compose(target * speed, profile.max_seconds * speed, accept)
-        if text is None or estimated_seconds(text) < 0.8 * profile.clip_seconds[0] * speed:
-            skipped.append((slot.key, f"no speakable sentences left for {voice_name}"))
+        fmt, sample_rate, quality = _output(rng, profile, slot)
+        # Sentences are measured at a default pace; a faster voice needs more text.
+        text = None if voice_tag in exhausted else pool.compose(target * text_rate, profile.max_seconds * text_rate, accept)
+        if text is None or estimated_seconds(text) < 0.8 * profile.clip_seconds[0] * text_rate:
+            exhausted.add(voice_tag)
+            skipped.append((slot.key, f"too few sentences {voice_tag} can read"))
             continue
         specs.append(
             ClipSpec(
@@ -197,7 +207,7 @@ def plan_language(
                 pitch=pitch,
                 noise=noise,
                 snr_db=snr_db,
-                sample_rate=rate,
+                sample_rate=sample_rate,
                 channels=channels,
                 format=fmt,
                 quality=quality,

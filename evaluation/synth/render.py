@@ -12,7 +12,7 @@ import tempfile
 from pathlib import Path
 
 from . import audio
-from .plan import ClipSpec
+from .plan import ESPEAK_DEFAULT_WPM, ClipSpec
 from .sentences import estimated_seconds
 from .voices import FESTIVAL_BY_NAME, espeak_synth, festival_synth
 
@@ -30,14 +30,17 @@ def synthesise(engine: str, voice: str, text: str, speed: float, pitch: float, w
             festival_synth(FESTIVAL_BY_NAME[voice], text, wav)
         else:
             name, _, variant = voice.partition("+")
-            espeak_synth(name, variant, round(speed * 175), int(pitch), text, wav)
+            espeak_synth(name, variant, round(speed * ESPEAK_DEFAULT_WPM), int(pitch), text, wav)
     except (subprocess.CalledProcessError, subprocess.TimeoutExpired) as error:
-        stderr = getattr(error, "stderr", b"") or b""
-        raise ClipFailed(f"{engine} {voice}: {error}; {stderr.decode(errors='replace')[-300:]}") from error
-    seconds, rms = audio.speech_check(wav)
+        stderr = (getattr(error, "stderr", b"") or b"").decode(errors="replace").strip()
+        raise ClipFailed(f"{engine} {voice}: {stderr[-300:] or error}") from error
+    try:
+        seconds, rms = audio.speech_check(wav)
+    except (OSError, RuntimeError) as error:  # not a wav file: the voice died
+        raise ClipFailed(f"{engine} {voice}: unreadable output") from error
     # Truncated output (a voice that stops at an unknown character) is much shorter than
     # the text; a slow espeak-ng voice is at worst about 1.5x the estimate.
-    expected = estimated_seconds(text) / (speed if engine == "espeak-ng" else 1.0)
+    expected = estimated_seconds(text) * (FESTIVAL_BY_NAME[voice].pace if engine == "festival" else 1 / speed)
     if seconds < 0.35 * expected or rms < MIN_RMS:
         raise ClipFailed(f"{engine} {voice}: {seconds:.1f} s at RMS {rms:.4f} for about {expected:.1f} s of text")
 

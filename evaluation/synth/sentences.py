@@ -15,6 +15,7 @@ import re
 import unicodedata
 from collections import Counter
 from collections.abc import Callable, Iterable
+from functools import cache
 from pathlib import Path
 
 import langcodes
@@ -35,12 +36,16 @@ _PLACEHOLDER = re.compile(
     r"|\$\{?\w+"  # shell $VAR ${VAR}
 )
 _URL = re.compile(r"(?:https?|ftp)://|www\.|\w\.(?:com|org|net|edu|gov|io)\b", re.IGNORECASE)
-_TAG = re.compile(r"</?[A-Za-z][^<>]*>")
+# Pango/HTML markup is removed; any other <...> (a "<filename>" placeholder) is left in
+# place for _CODE_CHARS to reject the string.
+_TAG = re.compile(r"</?(?:a|b|i|u|s|p|br|em|tt|big|small|span|sub|sup|strong|code)\b[^<>]*>", re.IGNORECASE)
 # Menu accelerators: "_Open", "&Open", and the CJK style "打开(_O)" / "開く(&O)".
 _ACCEL_SUFFIX = re.compile(r"\s*\((?:_|&)\w\)")
 _ACCEL = re.compile(r"(?<![\w&])[_&](?=\w)")
 # Characters of code, paths, usage texts and tables, not of sentences.
-_CODE_CHARS = re.compile(r"[\\/<>{}\[\]|@#=*`^~$_&•→]|--|\.\.|::|\t")
+_CODE_CHARS = re.compile(r"[\\/<>{}\[\]|@#=*`^~$_&•→]|--|(?<!\w)-\w|\.\.|::|\t")
+# Digits of any script, control and private-use characters, emoji and other symbols.
+_DIGIT_OR_SYMBOL = re.compile(r"[\d\x00-\x1f\x7f-\x9f\ue000-\uf8ff\u2190-\u2bff\U0001f000-\U0001faff]")
 _TYPOGRAPHY = str.maketrans(
     {
         "\u2018": "'", "\u2019": "'", "\u201a": "'", "\u201b": "'",
@@ -52,9 +57,21 @@ _TYPOGRAPHY = str.maketrans(
 )  # fmt: skip
 _TERMINAL = tuple(".!?。！？।॥؟۔።")
 _HEBREW_FINALS = set("ךםןףץ")
-_SYLLABLE_WEIGHT = {"HAN": 4.5, "HANGUL": 2.5, "ETHIOPIC": 2.5}
+# Characters that stand for more than a sound: a Han character about two syllables,
+# a kana one mora, a Hangul or Ethiopic letter a syllable (as Latin-letter equivalents).
+_SYLLABLE_WEIGHT = {"CJK": 4.5, "HIRAGANA": 2.0, "KATAKANA": 2.0, "HANGUL": 2.5, "ETHIOPIC": 2.5}
+# ISO 15924 script codes (as CLDR's likely subtags give them) -> `script_of` names.
+_SCRIPT_NAMES = {
+    "Latn": "LATIN", "Cyrl": "CYRILLIC", "Grek": "GREEK", "Armn": "ARMENIAN", "Geor": "GEORGIAN",
+    "Arab": "ARABIC", "Hebr": "HEBREW", "Thaa": "THAANA", "Ethi": "ETHIOPIC", "Deva": "DEVANAGARI",
+    "Beng": "BENGALI", "Guru": "GURMUKHI", "Gujr": "GUJARATI", "Orya": "ORIYA", "Taml": "TAMIL",
+    "Telu": "TELUGU", "Knda": "KANNADA", "Mlym": "MALAYALAM", "Sinh": "SINHALA", "Thai": "THAI",
+    "Laoo": "LAO", "Mymr": "MYANMAR", "Khmr": "KHMER", "Tibt": "TIBETAN",
+    "Hans": "HAN", "Hant": "HAN", "Jpan": "HAN", "Kore": "HANGUL",
+}  # fmt: skip
 
 
+@cache
 def script_of(char: str) -> str:
     """Script of a letter from its Unicode name ("CYRILLIC", "LATIN", ...).
 
@@ -75,10 +92,15 @@ def letter_scripts(text: str) -> Counter[str]:
 def speech_weight(text: str) -> float:
     """Length in "Latin-letter equivalents": about 14 of them make a second of speech.
 
-    A Han character or a Hangul syllable carries a whole syllable, so it weighs more;
-    this keeps the length limits and the clip duration targets meaningful in every script.
+    Syllabic characters weigh more (_SYLLABLE_WEIGHT), which keeps the length limits
+    and the clip duration targets meaningful in every script.
     """
-    return sum(_SYLLABLE_WEIGHT.get(script_of(c), 1.0) for c in text)
+    return sum(_char_weight(c) for c in text)
+
+
+@cache
+def _char_weight(char: str) -> float:
+    return _SYLLABLE_WEIGHT.get(unicodedata.name(char, "").split(" ", 1)[0], 1.0)
 
 
 def estimated_seconds(text: str) -> float:
@@ -114,14 +136,13 @@ def clean(text: str) -> str | None:
         _PLACEHOLDER.search(text)
         or _URL.search(text)
         or _CODE_CHARS.search(text)
-        or any(unicodedata.category(c) == "Nd" for c in text)
-        or any(unicodedata.category(c) in ("Cc", "Cf", "Co", "So") for c in text)
+        or _DIGIT_OR_SYMBOL.search(text)
         or is_reversed_hebrew(text)
     ):
         return None
     if not MIN_LENGTH <= speech_weight(text) <= MAX_LENGTH:
         return None
-    if sum(unicodedata.category(c).startswith("L") for c in text) < 0.6 * len(text.replace(" ", "")):
+    if sum(unicodedata.category(c)[0] in "LM" for c in text) < 0.6 * len(text.replace(" ", "")):
         return None  # mostly punctuation: tables, ASCII art
     return text
 
@@ -167,8 +188,8 @@ def load_sentences(language: str, locale_dir: Path = LOCALE_DIR) -> list[str]:
     English comes from English locales (en_GB, ...), where msgstr == msgid is normal.
     For other languages a msgstr equal to its msgid, or to any msgid of the language's
     catalogs, is English left untranslated and is dropped. Then every string whose
-    letters are not at least SCRIPT_SHARE in the language's dominant script goes
-    (English leaking into Russian, Shahmukhi pa_PK strings among Gurmukhi pa, ...).
+    letters are not at least SCRIPT_SHARE in the language's script goes (English
+    leaking into Russian, Shahmukhi pa_PK strings among Gurmukhi pa, ...).
     """
     pairs = list(catalog_pairs(language, locale_dir))
     msgids = {msgid.strip().casefold() for msgid, _ in pairs}
@@ -179,8 +200,13 @@ def load_sentences(language: str, locale_dir: Path = LOCALE_DIR) -> list[str]:
         sentence = clean(msgstr)
         if sentence:
             candidates.add(sentence)
-    dominant = dominant_script(candidates)
-    return sorted(s for s in candidates if in_script(s, dominant))
+    script = language_script(language) or dominant_script(candidates)
+    return sorted(s for s in candidates if in_script(s, script))
+
+
+def language_script(language: str) -> str | None:
+    """The script `language` is usually written in (ru -> CYRILLIC), from CLDR via langcodes."""
+    return _SCRIPT_NAMES.get(langcodes.Language.get(language).maximize().script or "")
 
 
 def in_script(text: str, script: str) -> bool:
@@ -209,9 +235,6 @@ class SentencePool:
         self._rng = rng
         self._left: list[str] = []
 
-    def __len__(self) -> int:
-        return len(self._all)
-
     def draw(self, accept: Callable[[str], bool], max_tries: int = 300) -> str | None:
         """The next sentence that `accept` takes, or None after `max_tries` refusals."""
         refused: list[str] = []
@@ -220,6 +243,7 @@ class SentencePool:
             if not self._left:
                 self._left = self._all[:]
                 self._rng.shuffle(self._left)
+                refused = []  # they are back in the refilled pool
             candidate = self._left.pop()
             if accept(candidate):
                 found = candidate

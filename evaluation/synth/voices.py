@@ -24,6 +24,7 @@ class FestivalVoice:
     language: str
     encoding: str  # the voice reads bytes in this charset, not UTF-8
     latin_letters: bool  # False: Latin letters and digits crash the voice or are misread
+    pace: float = 1.0  # speaking time / sentences.estimated_seconds, as measured (slow voices > 1)
 
 
 # Debian packages: festvox-kallpc16k, -kdlpc16k, -us-slt-hts, -italp16k, -itapc16k, -ru,
@@ -35,17 +36,17 @@ FESTIVAL_VOICES = (
     FestivalVoice("cmu_us_slt_arctic_hts", "en", "utf-8", True),
     FestivalVoice("lp_diphone", "it", "iso-8859-1", True),
     FestivalVoice("pc_diphone", "it", "iso-8859-1", True),
-    FestivalVoice("msu_ru_nsh_clunits", "ru", "utf-8", False),
-    FestivalVoice("czech_dita", "cs", "iso-8859-2", True),
-    FestivalVoice("czech_krb", "cs", "iso-8859-2", True),
-    FestivalVoice("czech_machac", "cs", "iso-8859-2", True),
-    FestivalVoice("czech_ph", "cs", "iso-8859-2", True),
+    FestivalVoice("msu_ru_nsh_clunits", "ru", "utf-8", False, 1.1),
+    FestivalVoice("czech_dita", "cs", "iso-8859-2", True, 1.1),
+    FestivalVoice("czech_krb", "cs", "iso-8859-2", True, 1.1),
+    FestivalVoice("czech_machac", "cs", "iso-8859-2", True, 1.1),
+    FestivalVoice("czech_ph", "cs", "iso-8859-2", True, 1.1),
     FestivalVoice("suo_fi_lj_diphone", "fi", "iso-8859-1", True),
     FestivalVoice("hy_fi_mv_diphone", "fi", "iso-8859-1", True),
     FestivalVoice("upc_ca_ona_hts", "ca", "iso-8859-15", True),
-    FestivalVoice("hindi_NSK_diphone", "hi", "utf-8", False),
-    FestivalVoice("marathi_NSK_diphone", "mr", "utf-8", False),
-    FestivalVoice("telugu_NSK_diphone", "te", "utf-8", False),
+    FestivalVoice("hindi_NSK_diphone", "hi", "utf-8", False, 1.15),
+    FestivalVoice("marathi_NSK_diphone", "mr", "utf-8", False, 1.45),
+    FestivalVoice("telugu_NSK_diphone", "te", "utf-8", False, 1.35),
 )
 FESTIVAL_BY_NAME = {voice.name: voice for voice in FESTIVAL_VOICES}
 
@@ -71,13 +72,17 @@ def festival_synth(voice: FestivalVoice, text: str, wav: Path, timeout: float = 
     """Speak `text` into `wav` (the voice's own sample rate) with text2wave."""
     text_file = wav.with_suffix(".txt")
     text_file.write_bytes(text.encode(voice.encoding) + b"\n")
-    subprocess.run(
+    done = subprocess.run(
         ["text2wave", "-eval", f"(voice_{voice.name})", "-o", str(wav), str(text_file)],
         check=True,
         capture_output=True,
         timeout=timeout,
     )
     text_file.unlink()
+    # Festival exits 0 after an error (the Finnish voices on "yyz", the Russian one on
+    # "т.е."), leaving an empty or partial file: its message makes it a failure.
+    if b"SIOD ERROR" in done.stderr or not wav.exists() or wav.stat().st_size <= 44:
+        raise subprocess.CalledProcessError(1, done.args, done.stdout, done.stderr)
 
 
 # espeak-ng voice variants (espeak-ng --voices=variant): male, female and a few odd ones.
