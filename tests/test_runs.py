@@ -75,7 +75,7 @@ def local_client():
     yield client
     cluster = client.cluster
     client.close()
-    cluster.close()
+    cluster.close(timeout=180)  # a nanny still restarting a killed worker is slow to stop
 
 
 @pytest.mark.slow
@@ -149,7 +149,7 @@ def test_poison_file_is_isolated(tmp_path, clips):
     finally:
         cluster = client.cluster
         client.close()
-        cluster.close()
+        cluster.close(timeout=180)  # a nanny still restarting a killed worker is slow to stop
     assert_exactly_once(run, 8)
     frame = run.results().set_index("uri")
     dead = frame[frame.state == "dead"]
@@ -183,7 +183,7 @@ def test_workers_that_accept_no_inbound_connections(tmp_path, clips):
         client.close()
         worker.terminate()
         worker.wait(timeout=30)
-        cluster.close()
+        cluster.close(timeout=180)  # a nanny still restarting a killed worker is slow to stop
 
 
 @pytest.mark.slow
