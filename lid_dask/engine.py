@@ -94,7 +94,9 @@ class Identifier:
 
     def _check_calibrations(self, calibrations: dict[str, dict]) -> dict:
         """Calibrations by model name, kept only where they were fitted on these very weights."""
-        from lid_dask.evaluation.calibration import from_dict
+        if not calibrations:
+            return {}
+        from lid_dask.evaluation.calibration import from_dict  # scipy and friends: only when needed
 
         usable = {}
         for backend in self.backends:

@@ -42,7 +42,8 @@ def resolve_ct2_source(source: str | None) -> tuple[Path, str | None]:
 
 
 class WhisperCT2(Backend):
-    """Options: ``compute_type`` (int8 on CPU, float16 on CUDA), ``context`` seconds, ``threads``."""
+    """Options: ``compute_type`` (int8 on CPU, float16 on CUDA), ``context`` seconds, ``threads``,
+    ``batch`` (windows per call: 4 on CPU, 32 on CUDA)."""
 
     backend_name = "whisper-ct2"
     max_batch = 16
@@ -51,6 +52,9 @@ class WhisperCT2(Backend):
         super().__init__(spec, device)
         self.path, self._sha256 = resolve_ct2_source(spec.source)
         self.compute_type = spec.options.get("compute_type", "float16" if device == "cuda" else "int8")
+        # On CPU a batch saves no time (measured: benchmarks/README.md) and a large one costs
+        # ~200 MB of activations; GPUs need large batches to be busy.
+        self.max_batch = int(spec.options.get("batch", 32 if device == "cuda" else 4))
         self.context = float(spec.options.get("context", 10))
         self.model = ctranslate2.models.Whisper(
             str(self.path), device=device, compute_type=self.compute_type,
