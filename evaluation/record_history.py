@@ -10,6 +10,7 @@ then prints the comparison with the previous entry. The history is the trend, in
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import subprocess
 import tempfile
@@ -53,7 +54,9 @@ def main() -> None:
             parts[f"{column}={value}"] = frame[frame["uri"].isin(uris)]
     festival_holdout = set(tags.index[(tags["engine"] == "festival") & (tags["split"] == "holdout")])
     parts["festival holdout"] = frame[frame["uri"].isin(festival_holdout)]
-    summary = {"models": models, "manifest": args.manifest, "commit": _commit(), "parts": {}}
+    manifest_sha256 = hashlib.sha256(Path(args.manifest).read_bytes()).hexdigest()
+    summary = {"models": models, "manifest": args.manifest, "manifest_sha256": manifest_sha256, "commit": _commit(),
+               "parts": {}}
     out = HISTORY / args.name
     out.mkdir(parents=True, exist_ok=True)
     for part, rows in parts.items():

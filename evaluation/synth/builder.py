@@ -76,7 +76,9 @@ def write_manifest(path: Path, rows: Iterable[dict]) -> None:
         writer.writerows(sorted(rows, key=lambda row: row["uri"]))
 
 
-def _run(pool: ProcessPoolExecutor, jobs: list[tuple[str, Callable, tuple]], desc: str, unit: str, result: Result) -> list:
+def _run(
+    pool: ProcessPoolExecutor, jobs: list[tuple[str, Callable, tuple]], desc: str, unit: str, result: Result
+) -> list:
     """Run (name, fn, args) jobs on `pool` with a progress bar; failures go to `result`."""
     if not jobs:
         return []
@@ -142,13 +144,8 @@ def build(
         by_language[slot.language].append(slot)
 
     with ProcessPoolExecutor(max_workers=jobs) as pool, logging_redirect_tqdm():
-        planned = _run(
-            pool,
-            [(lang, plan_language, (lang, lang_slots, profile, seed)) for lang, lang_slots in sorted(by_language.items())],
-            "plan",
-            "language",
-            result,
-        )
+        plan_jobs = [(lang, plan_language, (lang, group, profile, seed)) for lang, group in sorted(by_language.items())]
+        planned = _run(pool, plan_jobs, "plan", "language", result)
         render_jobs = []
         if "long" in parts:  # the longest jobs first, so that they overlap with the clips
             render_jobs += [(s.uri, render_long, (s, out, seed)) for s in plan_long(long_files, long_minutes, seed)]

@@ -78,7 +78,9 @@ def plan_long(count: int, minutes: float, seed: int) -> list[LongSpec]:
     return specs
 
 
-def speech(voice_name: str, seconds: float, rate: int, pool: SentencePool, tmp: Path, tag: str) -> tuple[list[Path], list[str]]:
+def speech(
+    voice_name: str, seconds: float, rate: int, pool: SentencePool, tmp: Path, tag: str
+) -> tuple[list[Path], list[str]]:
     """Festival segments of `voice_name` adding up to at least `seconds`; (wavs, texts)."""
     voice = FESTIVAL_BY_NAME[voice_name]
     parts, texts, total, failed = [], [], 0.0, 0
@@ -127,8 +129,9 @@ def prefix_audio(spec: LongSpec, tmp: Path, seed: int) -> list[Path]:
         audio.silence(dst, spec.prefix_s, spec.sample_rate)
     elif spec.prefix == "noise":  # sox's noise generator is repeatable under -R
         kind = rng.choice(("whitenoise", "pinknoise", "brownnoise"))
-        subprocess.run([*audio.SOX, "-n", "-r", str(spec.sample_rate), "-b", "16", "-c", "1", str(dst),
-                        "synth", f"{spec.prefix_s:.3f}", kind, "vol", "0.05"], check=True, capture_output=True)  # fmt: skip
+        synth = ["synth", f"{spec.prefix_s:.3f}", kind, "vol", "0.05"]
+        subprocess.run([*audio.SOX, "-n", "-r", str(spec.sample_rate), "-b", "16", "-c", "1", str(dst), *synth],
+                       check=True, capture_output=True)  # fmt: skip
     elif spec.prefix == "tones":
         tones(dst, spec.prefix_s, spec.sample_rate, rng)
     else:

@@ -132,7 +132,7 @@ class ClipSpec:
 
 
 def _weighted(rng: random.Random, choices: tuple[tuple, ...]):
-    values, weights = zip(*choices)
+    values, weights = zip(*choices, strict=True)
     return rng.choices(values, weights)[0]
 
 
@@ -191,7 +191,9 @@ def plan_language(
         channels = 2 if rng.random() < profile.p_stereo else 1
         fmt, sample_rate, quality = _output(rng, profile, slot)
         # Sentences are measured at a default pace; a faster voice needs more text.
-        text = None if voice_tag in exhausted else pool.compose(target * text_rate, profile.max_seconds * text_rate, accept)
+        text = None
+        if voice_tag not in exhausted:
+            text = pool.compose(target * text_rate, profile.max_seconds * text_rate, accept)
         if text is None or estimated_seconds(text) < 0.8 * profile.clip_seconds[0] * text_rate:
             exhausted.add(voice_tag)
             skipped.append((slot.key, f"too few sentences {voice_tag} can read"))

@@ -38,8 +38,8 @@ def synthesise(engine: str, voice: str, text: str, speed: float, pitch: float, w
         seconds, rms = audio.speech_check(wav)
     except (OSError, RuntimeError) as error:  # not a wav file: the voice died
         raise ClipFailed(f"{engine} {voice}: unreadable output") from error
-    # Truncated output (a voice that stops at an unknown character) is much shorter than
-    # the text; a slow espeak-ng voice is at worst about 1.5x the estimate.
+    # Truncated output (a voice that stops at a character it cannot read) is far shorter
+    # than the estimate; real speech is rarely below half of it.
     expected = estimated_seconds(text) * (FESTIVAL_BY_NAME[voice].pace if engine == "festival" else 1 / speed)
     if seconds < 0.35 * expected or rms < MIN_RMS:
         raise ClipFailed(f"{engine} {voice}: {seconds:.1f} s at RMS {rms:.4f} for about {expected:.1f} s of text")

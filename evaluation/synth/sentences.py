@@ -194,7 +194,7 @@ def load_sentences(language: str, locale_dir: Path = LOCALE_DIR) -> list[str]:
     pairs = list(catalog_pairs(language, locale_dir))
     msgids = {msgid.strip().casefold() for msgid, _ in pairs}
     candidates = set()
-    for msgid, msgstr in pairs:
+    for _, msgstr in pairs:
         if language != "en" and msgstr.strip().casefold() in msgids:
             continue
         sentence = clean(msgstr)
@@ -257,7 +257,7 @@ class SentencePool:
         parts: list[str] = []
         total = 0.0
         while total < target_s:
-            sentence = self.draw(lambda s: total + estimated_seconds(s) <= max_s and accept(s))
+            sentence = self.draw(lambda s, room=max_s - total: estimated_seconds(s) <= room and accept(s))
             if sentence is None:
                 break
             parts.append(sentence)
