@@ -324,7 +324,9 @@ def main() -> None:
     for m in table:
         predictions_frame[m["method"]] = m["predictions"]
     predictions_frame.to_csv(args.out.with_name(args.out.stem + "_predictions.csv"), index=False)
-    payload = {"meta": {"manifest": str(manifest), "source": source, "files": len(paths), "cores": os.cpu_count(),
+    from bench_orchestration import code_state
+
+    payload = {"meta": {"lid_dask_code": code_state(), "manifest": str(manifest), "source": source, "files": len(paths), "cores": os.cpu_count(),
                         "load_at_start": load_start, "date": time.strftime("%Y-%m-%d %H:%M:%S"),
                         "command": " ".join(sys.argv)},
                "methods": [{k: v for k, v in m.items() if k != "predictions"} for m in table],

@@ -17,8 +17,8 @@ and the status queries ``ledger.counts``, ``ledger.top_errors`` and ``ledger.don
 10 minutes). For every query over target the statements it ran are captured and explained
 (PostgreSQL: ``EXPLAIN (ANALYZE, BUFFERS)`` inside a rolled-back transaction; SQLite:
 ``EXPLAIN QUERY PLAN``). Then (unless ``--no-proposed``) the fixes proposed in DISTRIBUTED.md
-(a counter table kept by triggers, a partial index for errors, a ``done_since`` rewrite, bulk
-writes as executemany) are added to the benchmark database only and timed on the same data.
+(a counter table per run, state and error kind kept by triggers, a partial index for errors, a
+``done_since`` rewrite, bulk writes as executemany) are added to the benchmark database only and timed on the same data.
 
 Prints the figures and plans; writes benchmarks/results/ledger_scale.json.
 """
@@ -205,19 +205,22 @@ def explain(ledger, statements: list, dialect: str) -> str:
 
 PG_COUNTER_DDL = """
 CREATE TABLE IF NOT EXISTS run_state_counts (
-    run_id integer NOT NULL, state varchar(16) NOT NULL, n bigint NOT NULL,
-    PRIMARY KEY (run_id, state));
-INSERT INTO run_state_counts SELECT run_id, state, count(*) FROM files GROUP BY run_id, state
-    ON CONFLICT (run_id, state) DO UPDATE SET n = excluded.n;
+    run_id integer NOT NULL, state varchar(16) NOT NULL, error_kind varchar(40) NOT NULL, n bigint NOT NULL,
+    PRIMARY KEY (run_id, state, error_kind));
+INSERT INTO run_state_counts
+    SELECT run_id, state, coalesce(error_kind, ''), count(*) FROM files GROUP BY 1, 2, 3
+    ON CONFLICT (run_id, state, error_kind) DO UPDATE SET n = excluded.n;
 CREATE OR REPLACE FUNCTION files_count_states() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
     IF TG_OP IN ('UPDATE', 'DELETE') THEN
-        INSERT INTO run_state_counts SELECT run_id, state, -count(*) FROM old_rows GROUP BY run_id, state
-            ON CONFLICT (run_id, state) DO UPDATE SET n = run_state_counts.n + excluded.n;
+        INSERT INTO run_state_counts
+            SELECT run_id, state, coalesce(error_kind, ''), -count(*) FROM old_rows GROUP BY 1, 2, 3
+            ON CONFLICT (run_id, state, error_kind) DO UPDATE SET n = run_state_counts.n + excluded.n;
     END IF;
     IF TG_OP IN ('UPDATE', 'INSERT') THEN
-        INSERT INTO run_state_counts SELECT run_id, state, count(*) FROM new_rows GROUP BY run_id, state
-            ON CONFLICT (run_id, state) DO UPDATE SET n = run_state_counts.n + excluded.n;
+        INSERT INTO run_state_counts
+            SELECT run_id, state, coalesce(error_kind, ''), count(*) FROM new_rows GROUP BY 1, 2, 3
+            ON CONFLICT (run_id, state, error_kind) DO UPDATE SET n = run_state_counts.n + excluded.n;
     END IF;
     RETURN NULL;
 END $$;
@@ -234,17 +237,21 @@ CREATE TRIGGER files_count_del AFTER DELETE ON files REFERENCING OLD TABLE AS ol
 
 SQLITE_COUNTER_DDL = """
 CREATE TABLE IF NOT EXISTS run_state_counts (run_id INTEGER NOT NULL, state VARCHAR(16) NOT NULL,
-    n INTEGER NOT NULL, PRIMARY KEY (run_id, state));
-INSERT OR REPLACE INTO run_state_counts SELECT run_id, state, count(*) FROM files GROUP BY run_id, state;
+    error_kind VARCHAR(40) NOT NULL, n INTEGER NOT NULL, PRIMARY KEY (run_id, state, error_kind));
+INSERT OR REPLACE INTO run_state_counts
+    SELECT run_id, state, coalesce(error_kind, ''), count(*) FROM files GROUP BY 1, 2, 3;
 CREATE TRIGGER IF NOT EXISTS files_count_ins AFTER INSERT ON files BEGIN
-    INSERT INTO run_state_counts VALUES (new.run_id, new.state, 1)
-        ON CONFLICT (run_id, state) DO UPDATE SET n = n + 1; END;
-CREATE TRIGGER IF NOT EXISTS files_count_upd AFTER UPDATE OF state ON files WHEN old.state <> new.state BEGIN
-    UPDATE run_state_counts SET n = n - 1 WHERE run_id = old.run_id AND state = old.state;
-    INSERT INTO run_state_counts VALUES (new.run_id, new.state, 1)
-        ON CONFLICT (run_id, state) DO UPDATE SET n = n + 1; END;
+    INSERT INTO run_state_counts VALUES (new.run_id, new.state, coalesce(new.error_kind, ''), 1)
+        ON CONFLICT (run_id, state, error_kind) DO UPDATE SET n = n + 1; END;
+CREATE TRIGGER IF NOT EXISTS files_count_upd AFTER UPDATE OF state, error_kind ON files
+    WHEN old.state IS NOT new.state OR old.error_kind IS NOT new.error_kind BEGIN
+    UPDATE run_state_counts SET n = n - 1
+        WHERE run_id = old.run_id AND state = old.state AND error_kind = coalesce(old.error_kind, '');
+    INSERT INTO run_state_counts VALUES (new.run_id, new.state, coalesce(new.error_kind, ''), 1)
+        ON CONFLICT (run_id, state, error_kind) DO UPDATE SET n = n + 1; END;
 CREATE TRIGGER IF NOT EXISTS files_count_del AFTER DELETE ON files BEGIN
-    UPDATE run_state_counts SET n = n - 1 WHERE run_id = old.run_id AND state = old.state; END;
+    UPDATE run_state_counts SET n = n - 1
+        WHERE run_id = old.run_id AND state = old.state AND error_kind = coalesce(old.error_kind, ''); END;
 """
 
 ERRORS_INDEX = ("CREATE INDEX IF NOT EXISTS files_errors ON files (run_id, error_kind) "
@@ -284,14 +291,25 @@ def proposed_queries(ledger):
 
     from lid_dask.ledger import schema as s
 
-    counter = sa.table("run_state_counts", sa.column("run_id"), sa.column("state"), sa.column("n"))
+    counter = sa.table("run_state_counts", sa.column("run_id"), sa.column("state"), sa.column("error_kind"),
+                       sa.column("n"))
 
     def counts(run_id):
         with ledger.engine.connect() as connection:
-            rows = connection.execute(sa.select(counter.c.state, counter.c.n).where(counter.c.run_id == run_id)).all()
+            rows = connection.execute(sa.select(counter.c.state, sa.func.sum(counter.c.n))
+                                      .where(counter.c.run_id == run_id).group_by(counter.c.state)).all()
         out = dict.fromkeys(s.STATES, 0)
         out.update({state: int(n) for state, n in rows})
         return out
+
+    def top_errors_counter(run_id, limit=5):
+        total = sa.func.sum(counter.c.n).label("n")
+        with ledger.engine.connect() as connection:
+            rows = connection.execute(
+                sa.select(counter.c.error_kind, total)
+                .where(counter.c.run_id == run_id, counter.c.state.in_((s.FAILED, s.DEAD)))
+                .group_by(counter.c.error_kind).having(total > 0).order_by(sa.desc("n")).limit(limit)).all()
+        return [(kind or None, int(n)) for kind, n in rows]
 
     def top_errors(run_id, limit=5):
         f = s.files
@@ -313,7 +331,7 @@ def proposed_queries(ledger):
             return connection.execute(sa.select(sa.func.count()).where(
                 f.c.run_id == run_id, f.c.state.in_((s.DONE, s.DEAD)), f.c.due_at >= since)).scalar()
 
-    return counts, top_errors, done_since
+    return counts, top_errors, top_errors_counter, done_since
 
 
 # -- one database -------------------------------------------------------------------------------
@@ -407,11 +425,12 @@ def bench_database(kind: str, args) -> dict:
         if args.proposed:
             out["proposed_setup_s"] = apply_proposed(ledger)
             print(f"\n  proposed fixes applied: " + ", ".join(f"{k} {v:.1f} s" for k, v in out["proposed_setup_s"].items()))
-            counts, top_errors, done_since = proposed_queries(ledger)
+            counts, top_errors, top_errors_counter, done_since = proposed_queries(ledger)
             before = ledger.counts(run.id)
             checks = {
                 "counts (counter table)": lambda: counts(run.id),
                 "top_errors (partial index)": lambda: top_errors(run.id),
+                "top_errors (counter table)": lambda: top_errors_counter(run.id),
                 "done_since (due_at range)": lambda: done_since(run.id, since()),
                 "claim(256) with triggers": claim,
                 "record(256) with triggers": record,
@@ -434,9 +453,11 @@ def bench_database(kind: str, args) -> dict:
             # The counter must agree with a real count after all those claims and records.
             exact, counted = ledger.counts(run.id), counts(run.id)
             out["counter_agrees"] = exact == counted
-            out["done_since_agrees"] = ledger.done_since(run.id, since()) == done_since(run.id, since())
-            print(f"  counter table agrees with GROUP BY: {out['counter_agrees']} ({counted}); "
-                  f"done_since rewrite agrees: {out['done_since_agrees']}")
+            out["top_errors_agree"] = sorted(ledger.top_errors(run.id)) == sorted(top_errors_counter(run.id))
+            moment = since()
+            out["done_since_agrees"] = ledger.done_since(run.id, moment) == done_since(run.id, moment)
+            print(f"  counter table agrees with GROUP BY: counts {out['counter_agrees']} ({counted}), "
+                  f"top_errors {out['top_errors_agree']}; done_since rewrite agrees: {out['done_since_agrees']}")
             out["proposed_plans"] = {}
             for name in ("top_errors (partial index)", "done_since (due_at range)"):
                 with capture() as statements:
@@ -470,7 +491,9 @@ def main() -> None:
             wait_for_quiet_machine()
         print(f"\n== {kind}: {args.files:,} files, load {os.getloadavg()[0]:.2f} ==", flush=True)
         results.append(bench_database(kind, args))
-    meta = {"files": args.files, "repeat": args.repeat, "cores": os.cpu_count(), "mix": MIX,
+    from bench_orchestration import code_state
+
+    meta = {"lid_dask_code": code_state(), "files": args.files, "repeat": args.repeat, "cores": os.cpu_count(), "mix": MIX,
             "date": time.strftime("%Y-%m-%d %H:%M:%S"), "command": " ".join(sys.argv)}
     print("\n| ledger | load rows/s | " + " | ".join(results[0]["timings"]) + " |" if results else "")
     for r in results:

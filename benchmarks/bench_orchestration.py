@@ -86,6 +86,21 @@ def wait_for_quiet_machine(pattern: str = BUSY_PATTERN, poll: float = 30.0, limi
               file=sys.stderr)
 
 
+def code_state() -> str:
+    """The lid_dask code measured: the commit, plus a digest of uncommitted changes to lid_dask/**.py."""
+    import hashlib
+
+    root = HERE.parent
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True,
+                              check=True).stdout.strip()
+        diff = subprocess.run(["git", "diff", "HEAD", "--", "lid_dask/*.py"], cwd=root, capture_output=True,
+                              check=True).stdout
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return head + (f"+dirty:{hashlib.sha256(diff).hexdigest()[:8]}" if diff else "")
+
+
 # -- databases ----------------------------------------------------------------------------------
 
 @contextlib.contextmanager
@@ -477,7 +492,8 @@ def main() -> None:
     if not args.no_wait:
         wait_for_quiet_machine()
     machine = f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, load {os.getloadavg()[0]:.2f}"
-    print(f"orchestration benchmark: {args.files:,} files, batches {batches}, ledgers {dbs}, "
+    code = code_state()
+    print(f"orchestration benchmark (lid_dask {code}): {args.files:,} files, batches {batches}, ledgers {dbs}, "
           f"{args.workers} workers x 1 thread, variants {variants}", flush=True)
     client = connect(n_workers=args.workers, threads_per_worker=1, dashboard_address=None)
     results = []
@@ -516,6 +532,7 @@ def main() -> None:
         if client.cluster is not None:
             client.cluster.close()
     meta = {"files": args.files, "workers": args.workers, "machine": machine, "variants": variants,
+            "lid_dask_code": code,
             "date": time.strftime("%Y-%m-%d %H:%M:%S"), "command": " ".join(sys.argv)}
     print()
     print(markdown([r for r in results if not r.get("profiled")], meta))
