@@ -1,7 +1,7 @@
 """End to end on a local Dask cluster against the plain faster-whisper loop, on the same files.
 
     python benchmarks/bench_cluster_e2e.py --manifest /work/data/synth/manifest.csv
-        [--limit 100] [--workers 1,2] [--batch-files 8,32] [--no-wait]
+        [--limit 100] [--workers 1,2] [--batch-files 8,32] [--worker-env default,proposed] [--no-wait]
 
 Files: the manifest's clips (kind == clip; columns uri (relative to the manifest's folder),
 language, engine, kind, split), at most `--limit`, picked deterministically: engines in proportion
@@ -14,9 +14,13 @@ Methods, each over the same files, after the page cache holds them all:
 - ``faster-whisper loop``: ``WhisperModel(<bundled model folder>, device="cpu")`` (its default
   compute type and threads), then per file ``decode_audio`` + ``detect_language``: the loop a user
   would write in one process. Model loading and two warm-up files are not timed.
+- ``lid-dask in-process``: ``lid_dask.Identifier()`` (the default models) through
+  ``iter_results`` in the benchmark's own process: what the cluster adds on top of the engine, and
+  a check that the cluster gives every file the same answer (no result reaches the wrong file).
 - ``lid-dask N worker(s), batch B``: ``Run.create(..., db=<temp SQLite>, batch_files=B)`` with the
   default models, then ``run.execute(client, progress=False)`` on ``lid_dask.cluster.connect(
-  n_workers=N, threads_per_worker=1)``: registration, claims, batch tasks on worker processes,
+  n_workers=N, threads_per_worker=1)`` (``--worker-env proposed``: with the worker environment
+  proposed in DISTRIBUTED.md instead of Dask's default one): registration, claims, batch tasks on worker processes,
   results as events, ledger writes; files/s is files / wall time of ``execute``. The workers load the
   model at start (the ``LID_DASK_MODELS`` preload) and a warm-up run over 2N files is not timed.
 
@@ -197,32 +201,68 @@ def faster_whisper_loop(paths: list[str]) -> tuple[list[str | None], float]:
     return predictions, seconds
 
 
-def lid_dask_cluster(paths: list[str], workers: int, batches: list[int], folder: Path) -> list[dict]:
+def lid_dask_in_process(paths: list[str]) -> tuple[list[str | None], float]:
+    """The same default models through `Identifier.iter_results` in this process: what the cluster
+    adds on top, and a check that the distributed path gives every file its own answer."""
+    from lid_dask import Identifier
+
+    identifier = Identifier()
+    list(identifier.iter_results(paths[:2]))  # warm-up, not timed
+    start = time.perf_counter()
+    predictions = [r.language for r in identifier.iter_results(paths)]
+    return predictions, time.perf_counter() - start
+
+
+def proposed_worker_environ(workers: int) -> dict:
+    """The worker environment proposed for `lid_dask.cluster.connect` (see DISTRIBUTED.md): the
+    cores shared out between the workers for OpenMP/MKL/OpenBLAS, and no MALLOC_TRIM_THRESHOLD_
+    (Dask's default 65536 halves CTranslate2's throughput here)."""
+    threads = str(max(1, (os.cpu_count() or 1) // workers))
+    return {"OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads, "OPENBLAS_NUM_THREADS": threads}
+
+
+def lid_dask_cluster(paths: list[str], workers: int, batches: list[int], folder: Path,
+                     worker_env: str = "default") -> list[dict]:
+    import dask
+
     from lid_dask.cluster import connect
     from lid_dask.models import DEFAULT_MODEL
     from lid_dask.runs import Run
 
     os.environ["LID_DASK_MODELS"] = DEFAULT_MODEL  # the preload loads the model when a worker starts
     out = []
-    client = connect(n_workers=workers, threads_per_worker=1, dashboard_address=None)
+    environ = (proposed_worker_environ(workers) if worker_env == "proposed"
+               else dask.config.get("distributed.nanny.pre-spawn-environ"))
+    # A LocalCluster's nannies live in this process and os.environ.update() it with their
+    # pre-spawn environment (distributed/nanny.py), which then wins over the config for every later
+    # cluster: start each cluster from this process's original environment, and restore it after.
+    saved = dict(os.environ)
+    for key in ("MALLOC_TRIM_THRESHOLD_", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        os.environ.pop(key, None)
+    os.environ.update({k: str(v) for k, v in environ.items()} if worker_env == "proposed" else {})
+    with dask.config.set({"distributed.nanny.pre-spawn-environ": environ}):
+        client = connect(n_workers=workers, threads_per_worker=1, dashboard_address=None)
+    label = "" if worker_env == "default" else ", proposed worker env"
     try:
         client.wait_for_workers(workers)
-        warm = Run.create(f"warm-{workers}", paths[:2 * workers], db=f"sqlite:///{folder}/warm-{workers}.db",
-                          batch_files=1)
+        tag = f"{workers}w-{worker_env}"
+        warm = Run.create(f"warm-{tag}", paths[:2 * workers], db=f"sqlite:///{folder}/warm-{tag}.db", batch_files=1)
         warm.execute(client, progress=False)
         for batch in batches:
-            db = f"sqlite:///{folder}/e2e-{workers}w-{batch}.db"
+            db = f"sqlite:///{folder}/e2e-{tag}-{batch}.db"  # a fresh ledger and run for every measurement
             start = time.perf_counter()
-            run = Run.create(f"e2e-{workers}w-{batch}", paths, db=db, batch_files=batch)
+            run = Run.create(f"e2e-{tag}-{batch}", paths, db=db, batch_files=batch)
             registered = time.perf_counter() - start
             start = time.perf_counter()
-            run.execute(client, progress=False)
+            progress = run.execute(client, progress=False)
             seconds = time.perf_counter() - start
+            if progress.done_this_session != len(paths):
+                raise RuntimeError(f"run {run.name} processed {progress.done_this_session} of {len(paths)} files")
             frame = run.results().set_index("uri")
             status = run.status()
             predictions = [frame.loc[p, "language"] if p in frame.index else None for p in paths]
-            out.append({"method": f"lid-dask {workers} worker{'s' if workers > 1 else ''}, batch {batch}",
-                        "workers": workers, "batch_files": batch, "seconds": seconds, "register_s": registered,
+            out.append({"method": f"lid-dask {workers} worker{'s' if workers > 1 else ''}, batch {batch}{label}",
+                        "workers": workers, "batch_files": batch, "worker_env": worker_env, "environ": environ, "seconds": seconds, "register_s": registered,
                         "predictions": predictions, "counts": status.counts,
                         "errors": status.top_errors})
             run.ledger.engine.dispose()
@@ -230,6 +270,8 @@ def lid_dask_cluster(paths: list[str], workers: int, batches: list[int], folder:
         client.close()
         if client.cluster is not None:
             client.cluster.close()
+        os.environ.clear()
+        os.environ.update(saved)
         os.environ.pop("LID_DASK_MODELS", None)
     return out
 
@@ -258,6 +300,9 @@ def main() -> None:
     parser.add_argument("--batch-files", default="8,32",
                         help="batch sizes to run (32 is the RunSettings default; with ~100 files it leaves the "
                              "second worker idle at the end)")
+    parser.add_argument("--worker-env", default="default",
+                        help="comma-separated: default (Dask's pre-spawn environment), proposed (see DISTRIBUTED.md)")
+    parser.add_argument("--no-in-process", action="store_true", help="skip the in-process Identifier run")
     parser.add_argument("--no-wait", action="store_true")
     parser.add_argument("--out", type=Path, default=RESULTS / "cluster_e2e.json")
     args = parser.parse_args()
@@ -285,39 +330,57 @@ def main() -> None:
     methods.append({"method": "faster-whisper loop (1 process)", "workers": 0, "seconds": seconds,
                     "predictions": predictions})
     print(f"faster-whisper loop: {len(paths) / seconds:.2f} files/s", flush=True)
+    if not args.no_in_process:
+        predictions, seconds = lid_dask_in_process(paths)
+        methods.append({"method": "lid-dask in-process (Identifier)", "workers": 0, "seconds": seconds,
+                        "predictions": predictions})
+        print(f"lid-dask in-process: {len(paths) / seconds:.2f} files/s", flush=True)
     folder = Path(tempfile.mkdtemp(prefix="lid-e2e-"))
     try:
         for workers in [int(w) for w in args.workers.split(",")]:
             if not args.no_wait:
                 wait_for_quiet_machine()
-            for m in lid_dask_cluster(paths, workers, [int(b) for b in args.batch_files.split(",")], folder):
-                methods.append(m)
-                print(f"{m['method']}: {len(paths) / m['seconds']:.2f} files/s, counts {m['counts']}", flush=True)
+            for env in args.worker_env.split(","):
+                for m in lid_dask_cluster(paths, workers, [int(b) for b in args.batch_files.split(",")], folder,
+                                          env.strip()):
+                    methods.append(m)
+                    print(f"{m['method']}: {len(paths) / m['seconds']:.2f} files/s, counts {m['counts']}", flush=True)
     finally:
         shutil.rmtree(folder, ignore_errors=True)
 
     baseline = len(paths) / methods[0]["seconds"]
-    one_worker = {m.get("batch_files"): len(paths) / m["seconds"] for m in methods if m["workers"] == 1}
+    one_worker = {(m.get("batch_files"), m.get("worker_env")): len(paths) / m["seconds"]
+                  for m in methods if m["workers"] == 1}
     table = []
     for m in methods:
         rate = len(paths) / m["seconds"]
         s = score(files, m["predictions"], known)
         m.update(files_per_s=rate, vs_faster_whisper=rate / baseline, score=s)
-        if m["workers"] > 1 and m.get("batch_files") in one_worker:
-            m["scaling_vs_1_worker"] = rate / one_worker[m["batch_files"]]
+        key = (m.get("batch_files"), m.get("worker_env"))
+        if m["workers"] > 1 and key in one_worker:
+            m["scaling_vs_1_worker"] = rate / one_worker[key]
         table.append(m)
     print(f"\n{len(paths)} clips, {os.cpu_count()} cores, load at start {load_start:.2f}")
-    print(f"{'method':<36} {'files/s':>8} {'vs fw':>6} {'scaling':>8} {'accuracy':>9} "
+    print(f"{'method':<52} {'files/s':>8} {'vs fw':>6} {'scaling':>8} {'accuracy':>9} "
           f"{'answerable':>11} " + " ".join(f"{e:>12}" for e in sorted(files['engine'].unique())))
     for m in table:
         s = m["score"]
         scaling = f"{m['scaling_vs_1_worker']:.2f}x" if "scaling_vs_1_worker" in m else ""
         engines = " ".join(f"{100 * s['by_engine'][e]['accuracy']:>11.1f}%" for e in sorted(s["by_engine"]))
-        print(f"{m['method']:<36} {m['files_per_s']:>8.2f} {m['vs_faster_whisper']:>5.2f}x {scaling:>8} "
+        print(f"{m['method']:<52} {m['files_per_s']:>8.2f} {m['vs_faster_whisper']:>5.2f}x {scaling:>8} "
               f"{100 * s['accuracy']:>8.1f}% {100 * s['accuracy_answerable']:>10.1f}% {engines}")
     agree = {m["method"]: float(pd.Series([base(a) == base(b) for a, b in zip(m["predictions"], methods[0]["predictions"])]).mean())
              for m in table[1:]}
     print("agreement with the faster-whisper loop: " + ", ".join(f"{k} {100 * v:.0f}%" for k, v in agree.items()))
+    reference = next((m for m in table if m["method"].startswith("lid-dask in-process")), None)
+    same_as_in_process = {}
+    if reference:
+        for m in table:
+            if m["workers"]:
+                same_as_in_process[m["method"]] = sum(base(a) == base(b)
+                                                      for a, b in zip(m["predictions"], reference["predictions"]))
+        print("cluster answers identical to the in-process Identifier: " +
+              ", ".join(f"{k} {v}/{len(paths)}" for k, v in same_as_in_process.items()))
 
     args.out.parent.mkdir(parents=True, exist_ok=True)
     predictions_frame = files[["uri", "language", "engine"]].copy()
@@ -330,7 +393,7 @@ def main() -> None:
                         "load_at_start": load_start, "date": time.strftime("%Y-%m-%d %H:%M:%S"),
                         "command": " ".join(sys.argv)},
                "methods": [{k: v for k, v in m.items() if k != "predictions"} for m in table],
-               "agreement_with_faster_whisper": agree}
+               "agreement_with_faster_whisper": agree, "identical_to_in_process": same_as_in_process}
     args.out.write_text(json.dumps(payload, indent=2, default=str) + "\n")
     print(f"wrote {args.out}")
 
