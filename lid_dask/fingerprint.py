@@ -32,13 +32,21 @@ def digest(fingerprint: dict) -> str:
     return hashlib.sha256(json.dumps(fingerprint, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-def differences(reference: dict, other: dict, prefix: str = "") -> list[str]:
-    """Human-readable list of what differs between two fingerprints."""
+def differences(reference: dict, other: dict) -> list[str]:
+    """Human-readable list of what differs between two fingerprints.
+
+    Both are compared in JSON shape: the run's reference comes back from the ledger as JSON (lists)
+    while a live worker's arrives through msgpack (tuples), and that alone is no drift.
+    """
+    return _differences(json.loads(json.dumps(reference, default=str)), json.loads(json.dumps(other, default=str)))
+
+
+def _differences(reference: dict, other: dict, prefix: str = "") -> list[str]:
     out = []
     for key in sorted(set(reference) | set(other)):
         a, b = reference.get(key), other.get(key)
         if isinstance(a, dict) and isinstance(b, dict):
-            out += differences(a, b, f"{prefix}{key}.")
+            out += _differences(a, b, f"{prefix}{key}.")
         elif a != b:
             out.append(f"{prefix}{key}: {a!r} -> {b!r}")
     return out

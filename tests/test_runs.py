@@ -233,6 +233,18 @@ def test_drifted_workers_are_flagged_or_refused(tmp_path, clips, local_client):
 
 
 @pytest.mark.slow
+def test_a_resumed_run_accepts_its_own_workers(tmp_path, clips, local_client):
+    """The reference read back from the ledger (JSON) matches the same workers' live fingerprints."""
+    db = f"sqlite:///{tmp_path / 'ledger.db'}"
+    run = Run.create("resume", [str(clips / "clip00.wav")], db=db, batch_files=1)
+    run.execute(local_client, progress=False)
+    run.add([str(clips / "clip01.wav"), str(clips / "clip02.wav")])
+    Run("resume", db).execute(local_client, progress=False, on_drift="refuse")
+    assert run.status().counts["done"] == 3
+    assert set(run.workers().status) == {"ok"}
+
+
+@pytest.mark.slow
 def test_tls_cluster_from_the_deployment_scripts(tmp_path, clips):
     """Certificates from cluster/make-certs.sh, scheduler and worker from their launch scripts."""
     certs = tmp_path / "certs"
