@@ -33,7 +33,7 @@ def ledger(db_url):
 
 
 def test_migrated_schema_matches_the_tables(ledger):
-    assert ledger.schema_revision() == "0002"
+    assert ledger.schema_revision() == "0003"
     with ledger.engine.connect() as connection:
         diff = compare_metadata(MigrationContext.configure(connection), schema.metadata)
     assert diff == []
@@ -124,7 +124,7 @@ def test_upgrade_from_the_first_revision_keeps_data(tmp_path):
     old.register(run.id, ["/a.wav"])
     assert old.schema_revision() == "0001"
     new = Ledger(url)
-    assert new.schema_revision() == "0002"
+    assert new.schema_revision() == "0003"
     assert new.counts(run.id)["pending"] == 1
     assert new.save_labels("reviewed", [{"uri": "/a.wav", "language": "de"}], source="review") == 1
     assert new.save_labels("reviewed", [{"uri": "/a.wav", "language": "fr"}], source="review") == 1

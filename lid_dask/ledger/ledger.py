@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from importlib import resources
@@ -67,8 +68,18 @@ class Ledger:
     # -- schema -------------------------------------------------------------------------------
 
     def migrate(self, revision: str = "head") -> None:
-        """Bring the schema to `revision` (Alembic); concurrent callers are serialised."""
+        """Bring the schema up to `revision` (Alembic); concurrent callers are serialised."""
         from alembic import command
+
+        self._alembic(command.upgrade, revision)
+
+    def downgrade(self, revision: str) -> None:
+        """Take the schema back to `revision`, for an older lid-dask to use the ledger."""
+        from alembic import command
+
+        self._alembic(command.downgrade, revision)
+
+    def _alembic(self, action, revision: str) -> None:
         from alembic.config import Config
 
         config = Config()
@@ -76,8 +87,10 @@ class Ledger:
         with self.engine.begin() as connection:
             if self.dialect == "postgresql":
                 connection.execute(sa.text("SELECT pg_advisory_xact_lock(7261636)"))
+            else:  # pysqlite runs DDL outside a transaction unless one is open: make it one, holding the write lock
+                connection.exec_driver_sql("BEGIN IMMEDIATE")
             config.attributes["connection"] = connection
-            command.upgrade(config, revision)
+            action(config, revision)
 
     def schema_revision(self) -> str | None:
         with self.engine.connect() as connection:
@@ -224,8 +237,8 @@ class Ledger:
         now = utcnow()
         ids = [o.file_id for o in outcomes]
         with self.engine.begin() as connection:
-            attempts = dict(connection.execute(sa.select(s.files.c.id, s.files.c.attempts)
-                                               .where(s.files.c.id.in_(ids))).all())
+            select_attempts, set_done, set_failed = _batch_statements(self.dialect)
+            attempts = dict(connection.execute(select_attempts, dict(ids=ids)).all())
             done, result_rows, prediction_rows, attempt_rows = [], [], [], []
             failed: dict[tuple, list[int]] = {}
             for o in outcomes:
@@ -248,14 +261,14 @@ class Ledger:
             # executemany with cached statements: compiling a fresh multi-row statement per batch
             # cost more than the database work itself.
             if result_rows:
-                connection.execute(self._upsert(s.results, ["file_id"]), result_rows).all()
+                connection.execute(self._upsert(s.results, ["file_id"]), result_rows)
             if prediction_rows:
-                connection.execute(self._upsert(s.predictions, ["file_id", "model"]), prediction_rows).all()
-            connection.execute(s.attempts.insert().returning(s.attempts.c.id), attempt_rows).all()
+                connection.execute(self._upsert(s.predictions, ["file_id", "model"]), prediction_rows)
+            connection.execute(self._many(s.attempts.insert()), attempt_rows)
             if done:
-                connection.execute(_SET_DONE, dict(ids=done, now=now))
+                connection.execute(set_done, dict(ids=done, now=now))
             for (state, due, kind, error), file_ids in failed.items():
-                connection.execute(_SET_FAILED, dict(ids=file_ids, state=state, due=due, kind=kind, error=error,
+                connection.execute(set_failed, dict(ids=file_ids, state=state, due=due, kind=kind, error=error,
                                                      now=now))
 
     def retry(self, run_id: int, states: tuple[str, ...] = (s.DEAD, s.FAILED), kinds: list[str] | None = None) -> int:
@@ -288,28 +301,37 @@ class Ledger:
     # -- reading ------------------------------------------------------------------------------
 
     def counts(self, run_id: int) -> dict[str, int]:
+        """Files of the run by state, from the counter table (exact: kept by triggers on files)."""
+        c = s.run_state_counts
         with self.engine.connect() as connection:
-            rows = connection.execute(sa.select(s.files.c.state, sa.func.count())
-                                      .where(s.files.c.run_id == run_id).group_by(s.files.c.state)).all()
+            rows = connection.execute(sa.select(c.c.state, sa.func.sum(c.c.n))
+                                      .where(c.c.run_id == run_id).group_by(c.c.state)).all()
         counts = dict.fromkeys(s.STATES, 0)
-        counts.update({state: n for state, n in rows})
+        counts.update({state: int(n) for state, n in rows})
         return counts
 
     def top_errors(self, run_id: int, limit: int = 5) -> list[tuple[str, int]]:
-        f = s.files
+        """The most common error kinds of failed and dead files, from the counter table."""
+        c = s.run_state_counts
+        n = sa.func.sum(c.c.n).label("n")
         with self.engine.connect() as connection:
             rows = connection.execute(
-                sa.select(f.c.error_kind, sa.func.count().label("n"))
-                .where(f.c.run_id == run_id, f.c.state.in_((s.FAILED, s.DEAD)))
-                .group_by(f.c.error_kind).order_by(sa.desc("n")).limit(limit)).all()
-        return [(kind, n) for kind, n in rows]
+                sa.select(c.c.error_kind, n).where(c.c.run_id == run_id, c.c.state.in_((s.FAILED, s.DEAD)))
+                .group_by(c.c.error_kind).having(n > 0).order_by(sa.desc("n"), c.c.error_kind).limit(limit)).all()
+        return [(kind or None, int(n)) for kind, n in rows]
 
     def done_since(self, run_id: int, since: dt.datetime) -> int:
-        """Files finished since `since` (for the rate and ETA)."""
-        f = s.files
+        """Files finished (done or dead) since `since`: a range of the claim index, since record()
+        sets a finished file's due_at to its finish time."""
         with self.engine.connect() as connection:
-            return connection.execute(sa.select(sa.func.count()).where(
-                f.c.run_id == run_id, f.c.state.in_((s.DONE, s.DEAD)), f.c.updated_at >= since)).scalar()
+            return connection.execute(sa.select(sa.func.count()).where(*_finished_since(run_id, since))
+                                      ).scalar()
+
+    def first_finished_since(self, run_id: int, since: dt.datetime) -> dt.datetime | None:
+        """When the first file finished since `since` (None if none did)."""
+        with self.engine.connect() as connection:
+            return _aware(connection.execute(sa.select(sa.func.min(s.files.c.due_at))
+                                             .where(*_finished_since(run_id, since))).scalar())
 
     def results_query(self, run_id: int) -> sa.Select:
         f, r = s.files, s.results
@@ -391,7 +413,7 @@ class Ledger:
             for chunk in partition_all(CHUNK, rows):
                 records = [dict(dataset=dataset, uri=r["uri"], language=r["language"], source=source,
                                 reviewer=r.get("reviewer"), created_at=now) for r in chunk]
-                connection.execute(self._upsert(s.labels, ["dataset", "uri"]), records).all()
+                connection.execute(self._upsert(s.labels, ["dataset", "uri"]), records)
                 count += len(records)
         return count
 
@@ -410,23 +432,40 @@ class Ledger:
         return (postgresql.insert if self.dialect == "postgresql" else sqlite.insert)(table)
 
     def _upsert(self, table: sa.Table, keys: list[str]):
-        """INSERT ... ON CONFLICT (keys) DO UPDATE every other column, for executemany.
-
-        RETURNING makes SQLAlchemy send the rows as multi-row statements ("insertmanyvalues")
-        instead of one statement per row: about 4x faster on PostgreSQL.
-        """
+        """INSERT ... ON CONFLICT (keys) DO UPDATE every other column, for executemany."""
         statement = self._insert(table)
         update = {c.name: statement.excluded[c.name] for c in table.columns if c.name not in keys}
-        return statement.on_conflict_do_update(index_elements=keys, set_=update).returning(table.c[keys[0]])
+        return self._many(statement.on_conflict_do_update(index_elements=keys, set_=update))
+
+    def _many(self, insert: sa.Insert) -> sa.Insert:
+        """An INSERT made fast for executemany on this database.
+
+        SQLite: with RETURNING, so SQLAlchemy sends the rows as multi-row statements
+        ("insertmanyvalues"). PostgreSQL: without, so psycopg pipelines one short statement that
+        it parses once; parsing the long multi-row statements cost more than writing the rows.
+        """
+        return insert.returning(*insert.table.primary_key.columns) if self.dialect == "sqlite" else insert
 
 
-_IDS = sa.bindparam("ids", expanding=True)
-_SET_DONE = (s.files.update().where(s.files.c.id.in_(_IDS))
-             .values(state=s.DONE, lease_owner=None, error_kind=None, error=None,
-                     updated_at=sa.bindparam("now"), due_at=sa.bindparam("now")))
-_SET_FAILED = (s.files.update().where(s.files.c.id.in_(_IDS))
-               .values(state=sa.bindparam("state"), due_at=sa.bindparam("due"), lease_owner=None,
-                       error_kind=sa.bindparam("kind"), error=sa.bindparam("error"), updated_at=sa.bindparam("now")))
+@functools.cache
+def _batch_statements(dialect: str) -> tuple[sa.Select, sa.Update, sa.Update]:
+    """record()'s statements over one batch of file ids: read attempts, set done, set failed/dead.
+
+    PostgreSQL takes the ids as one array (`id = ANY(:ids)`): one short statement whatever the
+    batch size, instead of an IN list of one parameter per file rendered for every batch.
+    """
+    f = s.files
+    if dialect == "postgresql":
+        in_batch = f.c.id == sa.any_(sa.bindparam("ids", type_=postgresql.ARRAY(sa.BigInteger)))
+    else:
+        in_batch = f.c.id.in_(sa.bindparam("ids", expanding=True))
+    set_done = (f.update().where(in_batch)
+                .values(state=s.DONE, lease_owner=None, error_kind=None, error=None,
+                        updated_at=sa.bindparam("now"), due_at=sa.bindparam("now")))
+    set_failed = (f.update().where(in_batch)
+                  .values(state=sa.bindparam("state"), due_at=sa.bindparam("due"), lease_owner=None,
+                          error_kind=sa.bindparam("kind"), error=sa.bindparam("error"), updated_at=sa.bindparam("now")))
+    return sa.select(f.c.id, f.c.attempts).where(in_batch), set_done, set_failed
 
 
 def _make_engine(url: str) -> sa.Engine:
@@ -444,6 +483,11 @@ def _make_engine(url: str) -> sa.Engine:
         return engine
     # pool_pre_ping: a restarted PostgreSQL leaves dead pooled connections behind.
     return sa.create_engine(url, pool_pre_ping=True)
+
+
+def _finished_since(run_id: int, since: dt.datetime) -> tuple:
+    f = s.files
+    return f.c.run_id == run_id, f.c.state.in_((s.DONE, s.DEAD)), f.c.due_at >= since
 
 
 def _aware(value: dt.datetime | None) -> dt.datetime | None:

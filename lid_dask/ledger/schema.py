@@ -1,8 +1,9 @@
 """The ledger's tables (SQLAlchemy Core: bulk upserts of millions of rows need no ORM objects).
 
 One row per file and run holds its state; `due_at` is the one time that matters for that state
-(pending: when registered, leased: when the lease expires, failed: when to retry), so claiming
-work and expiring leases are both range scans of one index.
+(pending: when registered, leased: when the lease expires, failed: when to retry, done and dead:
+when it finished), so claiming work, expiring leases and counting recent finishes are all range
+scans of one index.
 """
 
 from __future__ import annotations
@@ -42,6 +43,17 @@ files = Table(
     Column("updated_at", DateTime(timezone=True), nullable=False),
     UniqueConstraint("run_id", "uri", name="files_run_uri"),
     Index("files_claim", "run_id", "state", "due_at"),
+)
+
+# Added in revision 0003: the number of files of each run by state and error kind ('' for none),
+# kept exact by triggers on `files` (see that migration), so status queries read a few rows
+# instead of counting millions.
+run_state_counts = Table(
+    "run_state_counts", metadata,
+    Column("run_id", Integer, ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True),
+    Column("state", String(16), primary_key=True),
+    Column("error_kind", String(40), primary_key=True),
+    Column("n", BigInteger, nullable=False),
 )
 
 results = Table(
