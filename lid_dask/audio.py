@@ -26,6 +26,7 @@ MIN_DURATION = 0.5  # seconds: below this no model can say anything useful
 _SEEK_GAP = 1.0  # seconds: closer than this, decoding on is cheaper than a seek
 _TRUNCATION_TOLERANCE = 0.5  # seconds of audio a header may over-promise before we call it truncated
 _MAX_BAD_PACKETS = 20
+_ANCHOR_FRAMES = 32  # frames after a seek whose timestamps vote on where the decoded audio starts
 
 
 @dataclass
@@ -165,7 +166,11 @@ def _decode_windows(reader: _FrameReader, windows: list[Window], duration: float
 
 
 class _FrameReader:
-    """Sequential 16 kHz mono reader over one stream that seeks only when it must."""
+    """Sequential 16 kHz mono reader over one stream that seeks only when it must.
+
+    Decoded frames are queued in a FIFO and resampled once per read: Vorbis decodes to ~50 frames
+    a second, and resampling them one by one cost several times the decoding itself.
+    """
 
     def __init__(self, container, stream):
         self.container = container
@@ -187,7 +192,7 @@ class _FrameReader:
         if self._frames is None or self._start is None or start < self._start or start > self._end + _SEEK_GAP:
             self._restart(start)
         while self._end < end and not self._eof:
-            self._decode_next()
+            self._decode_to(end)
         buffer = np.concatenate(self._chunks) if self._chunks else np.zeros(0, dtype=np.float32)
         if self._start is None:  # the stream ended before any sample
             return buffer
@@ -207,6 +212,9 @@ class _FrameReader:
         self._resampler = av.AudioResampler(format="flt", layout="mono", rate=SAMPLE_RATE)
         self._chunks, self._size, self._start, self._eof = [], 0, None, False
         self._shape = None
+        self._fifo, self._queued = None, 0
+        self._anchors: list[float] = []  # per frame: its timestamp minus the seconds decoded before it
+        self._since_seek = 0.0
 
     def _iter_frames(self):
         bad = 0
@@ -218,24 +226,51 @@ class _FrameReader:
                 if bad > _MAX_BAD_PACKETS:
                     raise AudioError(ErrorKind.CORRUPT, f"more than {_MAX_BAD_PACKETS} undecodable packets")
 
+    def _decode_to(self, end: float) -> None:
+        """Queue frames until they reach `end` (or the stream ends), then resample them."""
+        while not self._eof and (self._start is None or self._end + self._queued / self._shape[2] < end):
+            self._decode_next()
+        self._resample_queue()
+
     def _decode_next(self) -> None:
         frame = next(self._frames, None)
         if frame is None:
             self._eof = True
-            self._append(self._resampler.resample(None), None)
-        else:
-            shape = (frame.format.name, frame.layout.name, frame.sample_rate)
-            if shape != self._shape:  # streams may change rate or layout mid-way (concatenated files)
-                if self._shape is not None:
-                    self._append(self._resampler.resample(None), None)
-                    self._resampler = av.AudioResampler(format="flt", layout="mono", rate=SAMPLE_RATE)
-                self._shape = shape
-            self.decoded_seconds += frame.samples / frame.sample_rate
-            self._append(self._resampler.resample(frame), frame.time)
-
-    def _append(self, frames, time: float | None) -> None:
+            self._resample_queue()
+            self._append(self._resampler.resample(None))
+            return
+        shape = (frame.format.name, frame.layout.name, frame.sample_rate)
+        if shape != self._shape:  # streams may change rate or layout mid-way (concatenated files)
+            if self._shape is not None:
+                self._resample_queue()
+                self._append(self._resampler.resample(None))
+                self._resampler = av.AudioResampler(format="flt", layout="mono", rate=SAMPLE_RATE)
+            self._shape = shape
+            self._fifo, self._queued = av.AudioFifo(), 0
         if self._start is None:
-            self._start = time or 0.0
+            self._start = frame.time or 0.0
+        if frame.time is not None and len(self._anchors) < _ANCHOR_FRAMES:
+            self._anchors.append(frame.time - self._since_seek)
+        self._since_seek += frame.samples / frame.sample_rate
+        self.decoded_seconds += frame.samples / frame.sample_rate
+        self._queued += frame.samples
+        frame.pts = None  # the FIFO checks timestamps for gaps; after a seek or damage there may be some
+        self._fifo.write(frame)
+
+    def _resample_queue(self) -> None:
+        """Resample everything queued, in one call.
+
+        The first output after a seek is placed by the median of the frames' timestamps, not
+        the first one: Ogg's demuxer estimates packet times inside a page, and after a seek the
+        first Vorbis frame's time can be off by half a block (measured: 128 samples at 22.05 kHz).
+        """
+        if self._anchors and not self._chunks:
+            self._start = float(np.median(self._anchors))
+        if self._queued:
+            self._append(self._resampler.resample(self._fifo.read()))
+            self._queued = 0
+
+    def _append(self, frames) -> None:
         for f in frames:
             if f.samples:
                 chunk = f.to_ndarray().reshape(-1)

@@ -81,8 +81,8 @@ def encoded(audio_dir, speech_en) -> dict[str, Path]:
 
 
 @pytest.fixture(scope="session")
-def long_file(audio_dir, speech_en) -> Path:
-    """About ten minutes: 60 s of silence, then the English sentence repeated (mp3)."""
+def long_wav(audio_dir, speech_en) -> Path:
+    """About ten minutes: 60 s of silence, then the English sentence repeated (16 kHz wav)."""
     wav16 = audio_dir / "en16.wav"
     run("sox", "-R", "-D", str(speech_en), "-r", "16000", str(wav16))
     long_wav = audio_dir / "long.wav"
@@ -90,8 +90,22 @@ def long_file(audio_dir, speech_en) -> Path:
     repeated = audio_dir / "repeated.wav"
     run("sox", "-R", "-D", str(wav16), str(repeated), "repeat", "100")
     run("sox", "-R", "-D", str(audio_dir / "silence60.wav"), str(repeated), str(long_wav))
+    return long_wav
+
+
+@pytest.fixture(scope="session")
+def long_file(audio_dir, long_wav) -> Path:
+    """The ten-minute file as mp3."""
     path = audio_dir / "long.mp3"
     ffmpeg("-i", str(long_wav), "-c:a", "libmp3lame", "-b:a", "48k", *BITEXACT, str(path))
+    return path
+
+
+@pytest.fixture(scope="session")
+def long_vorbis(audio_dir, long_wav) -> Path:
+    """The ten-minute file as Ogg/Vorbis at 22.05 kHz: many small frames, resampled on decoding."""
+    path = audio_dir / "long.ogg"
+    ffmpeg("-i", str(long_wav), "-ar", "22050", *CODECS["ogg"], *BITEXACT, str(path))
     return path
 
 

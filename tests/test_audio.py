@@ -11,6 +11,9 @@ import sys
 import librosa
 import numpy as np
 import pytest
+from faster_whisper import decode_audio
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
 
 from lid_dask.audio import SAMPLE_RATE, load_windows
 from lid_dask.errors import AudioError, ErrorKind
@@ -51,6 +54,31 @@ def test_long_file_is_decoded_only_where_needed(long_file):
     assert 30 <= audio.source_seconds < 33
     starts = [w.start for w in audio.windows]
     assert starts == sorted(starts) and starts[0] > 60 and audio.windows[-1].end <= audio.duration
+
+
+@pytest.fixture(scope="module")
+def long_vorbis_decoded(long_vorbis) -> np.ndarray:
+    """The whole file through faster-whisper's decoder: an independent reference."""
+    return decode_audio(str(long_vorbis))
+
+
+@settings(max_examples=10, deadline=None)
+@given(st.integers(1, 6), st.floats(1.0, 12.0))
+@example(count=1, length=5.0)  # the first Vorbis frame after this seek claims a time half a block late
+def test_seeked_windows_equal_the_same_span_of_a_full_decode(long_vorbis, long_vorbis_decoded, count, length):
+    """Each window holds the samples a full decode has at the window's start, within 1 ms."""
+    audio = load_windows(str(long_vorbis), WindowPlan("spread", count=count, length=length))
+    assert len(audio.windows) == count
+    search = 64  # samples each way
+    for window, samples in zip(audio.windows, audio.samples):
+        assert len(samples) == pytest.approx(length * SAMPLE_RATE, abs=1)
+        start = round(window.start * SAMPLE_RATE)
+        if window.end < 60:  # the silent intro
+            assert np.abs(samples).max() < 1e-3 and np.abs(long_vorbis_decoded[start:start + len(samples)]).max() < 1e-3
+            continue
+        around = long_vorbis_decoded[start - search:start + len(samples) + search]
+        offset = int(np.argmax(np.correlate(around, samples, mode="valid"))) - search
+        assert abs(offset) <= SAMPLE_RATE // 1000, f"window at {window.start:.3f} s is {offset} samples off"
 
 
 def test_first_window_skips_nothing_and_decodes_little(long_file):
