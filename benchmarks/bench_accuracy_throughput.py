@@ -28,6 +28,7 @@ Prints the figures; writes results/accuracy_throughput{.json,.md,_predictions.cs
 from __future__ import annotations
 
 import argparse
+import itertools
 import sys
 import time
 from collections import defaultdict
@@ -77,7 +78,15 @@ class LidMethod:
 
     def run(self, paths: list[str], stats: dict) -> list[dict]:
         return [{"pred": r.language, "prob": r.confidence, "error": r.error_kind,
-                 "review": ",".join(r.review_reasons)} for r in self.identifier.iter_results(paths)]
+                 "review": ",".join(r.review_reasons), "windows": window_record(r)}
+                for r in self.identifier.iter_results(paths)]
+
+
+def window_record(result) -> str:
+    """The first model's windows as ``language:probability:speech`` joined by ``;`` (for the CSV)."""
+    if not result.models:
+        return ""
+    return ";".join(f"{w.language}:{w.probability:.4f}:{w.speech_seconds:.2f}" for w in result.models[0].windows)
 
 
 class FasterWhisperMethod:
@@ -107,9 +116,10 @@ class FasterWhisperMethod:
                 t2 = time.perf_counter()
                 stats["decode_s"] = stats.get("decode_s", 0.0) + t1 - t0
                 stats["detect_s"] = stats.get("detect_s", 0.0) + t2 - t1
-                rows.append({"pred": language, "prob": probability, "error": None, "review": ""})
+                rows.append({"pred": language, "prob": probability, "error": None, "review": "", "windows": ""})
             except Exception as exc:  # noqa: BLE001 - the user's loop would crash; we record it
-                rows.append({"pred": None, "prob": 0.0, "error": f"{type(exc).__name__}: {exc}", "review": ""})
+                rows.append({"pred": None, "prob": 0.0, "error": f"{type(exc).__name__}: {exc}", "review": "",
+                             "windows": ""})
         return rows
 
 
@@ -214,6 +224,47 @@ def score(df: pd.DataFrame, method: str) -> dict:
     return out
 
 
+EARLY_STOP_GRID = (0.8, 0.85, 0.9, 0.95, 0.98, 0.99)  # above 0.75, where two agreeing windows fix the language
+EARLY_STOP_MISS_BUDGET = 0.01  # the rule fixed before the study: at most 1 stop in 100 hides a disagreeing window
+
+
+def early_stop_study(df: pd.DataFrame, method: str, engine: str = "festival") -> dict:
+    """Would settling a long file after two agreeing windows hide a third window that disagrees?
+
+    Long files are speech of one voice, so three speech windows of the same voice and language,
+    taken from different clips, stand in for a long file's three windows (clips differ more than
+    the windows of one file do, so this errs towards disagreement). As in the engine, the two
+    windows with the most speech run first and settle the file when both name the same language
+    with probability >= T; the third then is not run. Per T: how often the file settles, how
+    often the skipped window would have raised ``windows_disagree`` (a confident other language),
+    and how many settled answers are wrong (and of those, how many the skipped window would have
+    flagged: the review a stop can cost). The chosen T is the smallest on the grid whose miss rate
+    is within the budget.
+    """
+    from lid_dask.consensus import ConsensusConfig
+
+    config = ConsensusConfig()
+    triples = []
+    for (label, _), group in df[df["engine"] == engine].groupby(["label_base", "voice"]):
+        windows = [(language, float(p), float(speech))
+                   for record in group[f"{method}.windows"] if record
+                   for language, p, speech in (w.split(":") for w in record.split(";"))
+                   if language != "None" and float(speech) >= config.min_window_speech]
+        for trio in itertools.combinations(windows, 3):
+            triples.append((label, *sorted(trio, key=lambda w: -w[2])))
+    rows = []
+    for threshold in EARLY_STOP_GRID:
+        settled = [(label, a, c) for label, a, b, c in triples if a[0] == b[0] and min(a[1], b[1]) >= threshold]
+        missed = [(label, a) for label, a, c in settled if c[0] != a[0] and c[1] >= config.window_disagreement]
+        rows.append({"threshold": threshold, "triples": len(triples), "settled": len(settled),
+                     "settled_rate": len(settled) / len(triples) if triples else None,
+                     "missed_flags": len(missed), "miss_rate": len(missed) / len(settled) if settled else 0.0,
+                     "settled_wrong": sum(base_code(a[0]) != label for label, a, _ in settled),
+                     "missed_on_wrong": sum(base_code(a[0]) != label for label, a in missed)})
+    chosen = next((r["threshold"] for r in rows if r["settled"] and r["miss_rate"] <= EARLY_STOP_MISS_BUDGET), None)
+    return {"engine": engine, "method": method, "budget": EARLY_STOP_MISS_BUDGET, "rows": rows, "chosen": chosen}
+
+
 def per_language(df: pd.DataFrame, methods: list[str]) -> list[dict]:
     rows = []
     for (engine, label), g in df.groupby(["engine", "label_base"], sort=True):
@@ -238,6 +289,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--methods", default=",".join(DEFAULT_METHODS),
                         help=f"comma-separated, from {', '.join(METHODS)} (default: %(default)s)")
     parser.add_argument("--no-stages", action="store_true", help="skip the stage breakdown")
+    parser.add_argument("--early-stop-study", action="store_true",
+                        help="per lid-dask method: would settling long files after two agreeing windows hide a "
+                             "disagreeing window? (choose the threshold on --split dev only)")
     parser.add_argument("--block", type=int, default=8, help="files per interleaved block")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--tag", default="", help="suffix for the result file names")
@@ -275,6 +329,7 @@ def main(argv: list[str] | None = None) -> int:
         df[f"{m}.prob"] = [round(float(r["prob"] or 0), 4) for r in rows]
         df[f"{m}.error"] = [r["error"] for r in rows]
         df[f"{m}.review"] = [r["review"] for r in rows]
+        df[f"{m}.windows"] = [r["windows"] for r in rows]
         df[f"{m}.pred_base"] = [base_code(r["pred"]) for r in rows]
         df[f"{m}.ok"] = df[f"{m}.pred_base"] == df["label_base"]
         elapsed = stats[m]["elapsed_s"]
@@ -316,6 +371,19 @@ def main(argv: list[str] | None = None) -> int:
               f"(only lid right {v['only_lid_right']}, only baseline right {v['only_baseline_right']})  "
               + "  ".join(f"{kk.split('.', 1)[1]} {vv:+.1f}" for kk, vv in v.items() if kk.startswith("accuracy_diff_points.")))
 
+    studies = []
+    if args.early_stop_study:
+        for lm in lid_methods:
+            study = early_stop_study(df, lm)
+            studies.append(study)
+            print(f"\n== early-stop study, {lm}, {study['engine']} (chosen threshold: {study['chosen']}; "
+                  f"budget {study['budget']:.0%} of stops)")
+            for r in study["rows"]:
+                print(f"   T={r['threshold']:.2f}: {r['settled']}/{r['triples']} triples settle after two windows "
+                      f"({pct(r['settled_rate'])}), {r['missed_flags']} of them skip a disagreeing window "
+                      f"({pct(r['miss_rate'])}); settled answers wrong: {r['settled_wrong']}, of which the "
+                      f"skipped window would have flagged {r['missed_on_wrong']}")
+
     langs = per_language(df, methods)
     print("\n== per language (accuracy; festival first)")
     for row in sorted(langs, key=lambda r: (r["engine"] != "festival", r["engine"], r["language"])):
@@ -331,7 +399,8 @@ def main(argv: list[str] | None = None) -> int:
     df[keep].to_csv(csv_path, index=False)
 
     payload = {"machine": info, "args": {k: str(v) for k, v in vars(args).items()}, "files": len(df),
-               "audio_s": audio_s, "methods": summary, "ratios": ratios, "stages": stages, "per_language": langs}
+               "audio_s": audio_s, "methods": summary, "ratios": ratios, "stages": stages, "per_language": langs,
+               "early_stop_studies": studies}
     md = render_markdown(payload, methods, df)
     json_path, md_path = write_results(f"accuracy_throughput{tag}", payload, md, args.out)
     print(f"\nwrote {json_path}, {md_path}, {csv_path}")
@@ -381,6 +450,11 @@ def render_markdown(p: dict, methods: list[str], df: pd.DataFrame) -> str:
         lines.append("Baseline loop split: " + "; ".join(
             f"{m}: decode_audio {s[m]['decode_s']:.1f} s, detect_language {s[m]['detect_s']:.1f} s "
             f"(compute type {s[m]['compute_type']})" for m in fw) + "\n")
+    for study in p["early_stop_studies"]:
+        lines.append(f"## Early-stop study ({study['method']}, {study['engine']} voices; chosen threshold "
+                     f"{study['chosen']}, budget {study['budget']:.0%} of stops)\n")
+        lines.append(md_table([{**r, "settled_rate": pct(r["settled_rate"]), "miss_rate": pct(r["miss_rate"])}
+                               for r in study["rows"]]))
     lines.append("## Per language\n")
     cols = ["engine", "language", "n", "in_whisper"] + methods + [f"{m}.top_pred" for m in methods]
     lines.append(md_table(sorted(p["per_language"], key=lambda r: (r["engine"] != "festival", r["engine"], r["language"])),

@@ -20,7 +20,7 @@ from toolz import partition_all
 
 from lid_dask import languages as lang
 from lid_dask.audio import DecodedAudio, load_windows
-from lid_dask.consensus import ConsensusConfig, ModelOutput, calibrate, combine_models, combine_windows
+from lid_dask.consensus import ConsensusConfig, ModelOutput, calibrate, combine_models, combine_windows, settled
 from lid_dask.errors import AudioError, ErrorKind
 from lid_dask.models import DEFAULT_MODEL, Backend, load_model
 from lid_dask.results import FileResult
@@ -137,37 +137,75 @@ class Identifier:
     def _infer_batch(self, uris: list[str], prepared: list[_Prepared | AudioError]) -> list[FileResult]:
         good = [i for i, p in enumerate(prepared) if isinstance(p, _Prepared)]
         outputs: dict[int, list[ModelOutput]] = {i: [] for i in good}
+        skipped_by_model: dict[int, dict[str, int]] = {i: {} for i in good}
         for backend in self.backends:
-            for i, probabilities in self._run_backend(backend, [prepared[i] for i in good]).items():
+            probabilities_by_item, skipped_by_item = self._run_backend(backend, [prepared[i] for i in good])
+            for i, probabilities in probabilities_by_item.items():
                 item = prepared[good[i]]
+                skipped = skipped_by_item[i]
+                if skipped:
+                    skipped_by_model[good[i]][backend.name] = len(skipped)
                 out = combine_windows(backend.name, backend.labels, probabilities, item.speech,
-                                      item.audio.windows, self.consensus)
+                                      item.audio.windows, self.consensus, skipped)
                 if out is not None and backend.name in self.calibrations:
                     out = calibrate(out, self.calibrations[backend.name])
                 if out is not None:
                     outputs[good[i]].append(out)
-        return [_error_result(uri, item) if isinstance(item, AudioError) else self._file_result(uri, item, outputs[i])
+        return [_error_result(uri, item) if isinstance(item, AudioError)
+                else self._file_result(uri, item, outputs[i], skipped_by_model[i])
                 for i, (uri, item) in enumerate(zip(uris, prepared))]
 
-    def _run_backend(self, backend: Backend, items: list[_Prepared]) -> dict[int, np.ndarray]:
-        """Window probabilities per item; only windows with speech are sent to the model."""
-        jobs = [(i, w) for i, item in enumerate(items) for w, s in enumerate(item.speech)
-                if s >= self.consensus.min_window_speech]
+    def _run_backend(self, backend: Backend, items: list[_Prepared]
+                     ) -> tuple[dict[int, np.ndarray], dict[int, frozenset[int]]]:
+        """Window probabilities per item, and the windows not run because the item was `settled`.
+
+        Only windows with speech are sent to the model. Long files under the ``auto`` plan run
+        their two windows with the most speech first and the rest only if those two do not settle
+        the file; both rounds are batched over all items.
+        """
+        rounds: dict[int, tuple[list[int], list[int]]] = {}  # item -> (windows run first, the rest)
+        for i, item in enumerate(items):
+            voting = [w for w, s in enumerate(item.speech) if s >= self.consensus.min_window_speech]
+            if self._may_settle_early(item, voting):
+                first = sorted(voting, key=lambda w, speech=item.speech: -speech[w])[:2]
+                rounds[i] = (first, [w for w in voting if w not in first])
+            else:
+                rounds[i] = (voting, [])
         per_item = {i: np.zeros((len(item.speech), len(backend.labels)), dtype=np.float32)
                     for i, item in enumerate(items)}
+        self._predict(backend, items, [(i, w) for i, (first, _) in rounds.items() for w in first], per_item)
+        skipped = {}
+        for i, (first, rest) in rounds.items():
+            speech = items[i].speech
+            if rest and settled(per_item[i][first], [speech[w] for w in first], sum(speech[w] for w in rest),
+                                self.consensus):
+                skipped[i] = frozenset(rest)
+        self._predict(backend, items, [(i, w) for i, (_, rest) in rounds.items() if i not in skipped
+                                       for w in rest], per_item)
+        return per_item, {i: skipped.get(i, frozenset()) for i in rounds}
+
+    def _may_settle_early(self, item: _Prepared, voting: list[int]) -> bool:
+        return (self.consensus.early_stop is not None and len(voting) > 2
+                and self.plan.auto_spreads(item.audio.duration))
+
+    def _predict(self, backend: Backend, items: list[_Prepared], jobs: list[tuple[int, int]],
+                 per_item: dict[int, np.ndarray]) -> None:
+        """Fill `per_item` with the model's probabilities for each (item, window) job, in batches."""
         for start in range(0, len(jobs), backend.max_batch):
             chunk = jobs[start:start + backend.max_batch]
             probabilities = backend.predict([items[i].audio.samples[w] for i, w in chunk])
             probabilities = lang.restrict(probabilities, backend.labels, self.languages)
             for (i, w), row in zip(chunk, probabilities):
                 per_item[i][w] = row
-        return per_item
 
-    def _file_result(self, uri: str, item: _Prepared, outputs: list[ModelOutput]) -> FileResult:
+    def _file_result(self, uri: str, item: _Prepared, outputs: list[ModelOutput],
+                     skipped: dict[str, int]) -> FileResult:
         audio = item.audio
+        extra = {"codec": audio.codec, "container": audio.container, "sample_rate": audio.sample_rate}
+        if skipped:  # windows each model did not run because the file was settled without them
+            extra["windows_skipped"] = skipped
         base = dict(uri=uri, duration=audio.duration, speech_seconds=float(sum(item.speech)),
-                    decoded_seconds=audio.decoded_seconds,
-                    extra={"codec": audio.codec, "container": audio.container, "sample_rate": audio.sample_rate})
+                    decoded_seconds=audio.decoded_seconds, extra=extra)
         if not outputs:
             listened = sum(w.duration for w in audio.windows)
             return FileResult(**base, needs_review=True, review_reasons=("no_speech",),

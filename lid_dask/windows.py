@@ -32,7 +32,8 @@ class WindowPlan:
     - ``spread``: ``count`` windows spread over the file (intros, music and silence at the start
       of broadcasts are common, so the first seconds alone mislead).
     - ``whole``: cover the whole file with consecutive windows, up to ``max_whole`` seconds.
-    - ``auto`` (default): ``whole`` for clips up to ``count`` windows long, else ``spread``.
+    - ``auto`` (default): ``whole`` for clips up to ``count`` windows long, else ``spread``; a
+      long file may then be settled before all its windows ran (`ConsensusConfig.early_stop`).
 
     ``length`` is also the model context: 10 s costs a third of Whisper's 30 s on CPU and gives
     the same answers on short speech (see the brief).
@@ -81,10 +82,15 @@ class WindowPlan:
             return [Window(0.0, min(self.length, duration))]
         strategy = self.strategy
         if strategy == "auto":
-            strategy = "whole" if duration <= self.count * self.length else "spread"
+            strategy = "spread" if self.auto_spreads(duration) else "whole"
         if strategy == "whole" and duration <= self.max_whole:
             return self._tile(0.0, duration)
         return self._spread(duration)
+
+    def auto_spreads(self, duration: float | None) -> bool:
+        """True when an ``auto`` plan spreads its windows over a file this long: the case where
+        the engine may settle a file before its last window (see `ConsensusConfig.early_stop`)."""
+        return self.strategy == "auto" and duration is not None and duration > self.count * self.length
 
     def _tile(self, start: float, end: float) -> list[Window]:
         windows = []

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from lid_dask.consensus import ConsensusConfig, combine_models, combine_windows
+from lid_dask.consensus import ConsensusConfig, combine_models, combine_windows, settled
 from lid_dask.windows import Window
 
 LABELS = ["en", "de", "fr"]
@@ -91,3 +91,30 @@ def test_calibration_reshapes_a_model_before_consensus():
     assert platt.distribution["de"] / platt.distribution["fr"] == pytest.approx(0.06 / 0.04)
     softened = calibrate(out, TemperatureScaling(temperature=2.0, n=100))
     assert 0.5 < softened.verdict.probability < 0.9 and sum(softened.distribution.values()) == pytest.approx(1.0)
+
+
+def test_two_confident_agreeing_windows_settle_a_third():
+    agree = np.array([[0.9, 0.1, 0.0], [0.85, 0.1, 0.05]])
+    assert settled(agree, [8.0, 7.0], unseen_speech=7.0, config=CFG)
+    assert not settled(agree, [8.0, 7.0], unseen_speech=7.0, config=ConsensusConfig(early_stop=None))
+    assert not settled(agree, [8.0, 7.0], unseen_speech=7.0, config=ConsensusConfig(early_stop=0.88))
+    assert not settled(np.array([[0.9, 0.1, 0.0], [0.1, 0.9, 0.0]]), [8.0, 7.0], unseen_speech=7.0, config=CFG)
+
+
+def test_windows_that_could_still_be_outvoted_do_not_settle():
+    agree = np.array([[0.9, 0.1, 0.0], [0.9, 0.1, 0.0]])
+    # 2 x 8 s at 0.9 leave a margin of 12.8 s: more unseen speech than that could name another language
+    assert settled(agree, [8.0, 8.0], unseen_speech=12.0, config=CFG)
+    assert not settled(agree, [8.0, 8.0], unseen_speech=13.0, config=CFG)
+    # the margin holds but the file's confidence could drop below low_confidence
+    strict = ConsensusConfig(low_confidence=0.7)
+    assert not settled(agree, [8.0, 8.0], unseen_speech=12.0, config=strict)
+
+
+def test_skipped_windows_do_not_vote_and_say_so():
+    windows = [Window(10.0 * i, 10.0) for i in range(3)]
+    rows = np.array([[0.9, 0.1, 0.0], [0.0, 0.0, 0.0], [0.8, 0.2, 0.0]])
+    out = combine_windows("m", LABELS, rows, [6.0, 9.0, 5.0], windows, CFG, skipped=frozenset({1}))
+    assert out.verdict.probability == pytest.approx((0.9 * 6 + 0.8 * 5) / 11)
+    skipped = out.verdict.windows[1]
+    assert skipped.language is None and skipped.probability == 0 and skipped.speech_seconds == 9.0

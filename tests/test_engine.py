@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 
 from lid_dask import Identifier, identify
+from lid_dask.consensus import ConsensusConfig
 from lid_dask.errors import ErrorKind
 from lid_dask.models import Backend, register_backend
 
@@ -121,3 +122,37 @@ def test_a_model_crash_fails_only_the_file_that_caused_it(audio_dir, tmp_path):
     results = identifier.identify_batch(uris)
     assert [r.error_kind for r in results] == [None, "internal", None]
     assert "kernel failure" in results[1].error and results[0].language == "en"
+
+
+def test_a_long_file_settled_by_two_windows_skips_the_third(identifier, long_file):
+    """Ten minutes of one English sentence: two windows agree, the third is not run and the
+    result says so; running every window gives the same language."""
+    settled = identifier.identify_batch([str(long_file)])[0]
+    everything = Identifier(consensus=ConsensusConfig(early_stop=None)).identify_batch([str(long_file)])[0]
+    assert settled.language == everything.language == "en"
+    assert settled.extra["windows_skipped"] == {"whisper-ct2": 1}
+    assert "windows_skipped" not in everything.extra
+    not_run = [w for w in settled.models[0].windows if w.language is None]
+    assert len(not_run) == 1 and not_run[0].speech_seconds >= ConsensusConfig().min_window_speech
+    assert all(w.language == "en" for w in everything.models[0].windows)
+
+
+def test_two_windows_that_disagree_do_not_settle(identifier, audio_dir, tmp_path):
+    """German, then English, then sparse German (3 s of speech every 10 s): the two windows with
+    the most speech disagree, so the third runs too and the file is flagged."""
+    def part(source, name, effects):
+        path = tmp_path / f"{name}.wav"
+        run("sox", "-R", "-D", str(source), "-r", "16000", "-c", "1", str(path), *effects)
+        return path
+
+    german = part(audio_dir / "de.wav", "de", ["repeat", "12", "trim", "0", "100"])
+    english = part(audio_dir / "en.wav", "en", ["repeat", "12", "trim", "0", "100"])
+    sparse = part(audio_dir / "de.wav", "sparse", ["trim", "0", "3", "pad", "0", "7", "repeat", "9"])
+    mixed = tmp_path / "de_en_de.flac"
+    run("sox", "-R", "-D", str(german), str(english), str(sparse), str(mixed))
+    result = identifier.identify_batch([str(mixed)])[0]
+    windows = result.models[0].windows
+    assert "windows_skipped" not in result.extra
+    assert len(windows) == 3 and all(w.language is not None for w in windows), windows
+    assert {windows[0].language, windows[1].language} == {"de", "en"}
+    assert "windows_disagree" in result.review_reasons
