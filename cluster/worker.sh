@@ -6,6 +6,7 @@ set -euo pipefail
 certs=${CERTS:?set CERTS to a folder with ca.pem, worker.pem, worker.key}
 export LID_DASK_MODELS=${LID_DASK_MODELS:-whisper-ct2:bundled}  # warmed up by the preload
 exec dask worker "${SCHEDULER:?set SCHEDULER=tls://host:8786}" \
-  --nthreads 1 --nworkers 1 --resources "GPU=1" --preload lid_dask.worker --no-dashboard \
+  --nthreads 1 --nworkers 1 --resources "GPU=1" --preload lid_dask.worker --preload-nanny lid_dask.nanny \
+  --no-dashboard \
   --tls-ca-file "$certs/ca.pem" --tls-cert "$certs/worker.pem" --tls-key "$certs/worker.key" \
   --name "${SALAD_MACHINE_ID:-$(hostname)}" "$@"

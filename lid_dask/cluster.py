@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 
 import dask
 from distributed import Client, LocalCluster
@@ -12,6 +13,8 @@ log = logging.getLogger(__name__)
 # A batch whose workers died this many times raises KilledWorker, and the orchestrator splits it
 # to find the poison file; Dask's default (3) would cost more worker restarts per split.
 ALLOWED_FAILURES = 1
+
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
 
 
 def gpu_count() -> int:
@@ -30,22 +33,33 @@ def connect(scheduler: str | None = None, *, security=None, n_workers: int | Non
     """A client for `scheduler` (``tcp://`` or ``tls://``, with a `distributed.security.Security`
     for TLS), else a LocalCUDACluster when GPUs exist, else a LocalCluster of processes.
 
-    Local workers get the lid-dask preload (plus `preload` modules, e.g. plug-in backends) and one
-    thread each: the models use every core of their process already, and one model per process
-    keeps memory predictable.
+    Local workers get the lid-dask preloads (plus `preload` modules, e.g. plug-in backends), one
+    task thread each (one model per process keeps memory predictable) and the machine's cores
+    shared out between them for the model's own threads, where Dask would give each one core.
     """
     if scheduler:
         return Client(scheduler, security=security)
     dask.config.set({"distributed.scheduler.allowed-failures": ALLOWED_FAILURES})
     cluster_kwargs.setdefault("silence_logs", logging.WARNING)
-    if gpu_count() > 0:
+    gpus = gpu_count()
+    workers = gpus or n_workers or max(1, (os.cpu_count() or 1) // threads_per_worker)
+    env = {**model_threads(workers, threads_per_worker), **cluster_kwargs.pop("env", {})}
+    common = dict(threads_per_worker=threads_per_worker, dashboard_address=dashboard_address, env=env,
+                  preload=["lid_dask.worker", *preload], preload_nanny=["lid_dask.nanny"], **cluster_kwargs)
+    if gpus:
         from dask_cuda import LocalCUDACluster
 
-        log.info("starting a LocalCUDACluster on %d GPU(s)", gpu_count())
-        cluster = LocalCUDACluster(threads_per_worker=threads_per_worker, dashboard_address=dashboard_address,
-                                   preload=["lid_dask.worker", *preload], resources={"GPU": 1}, **cluster_kwargs)
+        log.info("starting a LocalCUDACluster on %d GPU(s)", gpus)
+        cluster = LocalCUDACluster(resources={"GPU": 1}, **common)
     else:
-        cluster = LocalCluster(n_workers=n_workers, threads_per_worker=threads_per_worker, processes=True,
-                               dashboard_address=dashboard_address, preload=["lid_dask.worker", *preload],
-                               **cluster_kwargs)
+        cluster = LocalCluster(n_workers=workers, processes=True, **common)
     return Client(cluster)
+
+
+def model_threads(workers: int, threads_per_worker: int) -> dict[str, str]:
+    """OpenMP/MKL/OpenBLAS threads for each of `workers` processes on this machine: its cores
+    shared out (CTranslate2 runs a third slower on one core than on two, benchmarks/DISTRIBUTED.md).
+    Not read from this process's environment: a LocalCluster's nannies write Dask's defaults into
+    it. Pass ``env=`` to `connect` to choose other values."""
+    share = str(max(1, (os.cpu_count() or 1) // (workers * threads_per_worker)))
+    return dict.fromkeys(THREAD_VARIABLES, share)
