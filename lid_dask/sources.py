@@ -43,12 +43,16 @@ def iter_entries(sources: str | Iterable[str], storage_options: dict | None = No
 
     A folder or prefix gives its audio files recursively, a glob its matches, a manifest (CSV,
     TSV or Parquet with a uri/url/path column) its rows, an S3 Inventory ``manifest.json`` the
-    objects of its data files. Anything else is passed through untouched, even if it does not
-    exist: a missing file is that file's error, not the whole run's.
+    objects of its data files. Anything else, and any name with an audio extension, is passed
+    through untouched, even if it does not exist: a missing file is that file's error, not the
+    whole run's.
     """
     if isinstance(sources, str):
         sources = [sources]
     for source in map(str, sources):
+        if is_audio_name(source) and not any(char in source for char in "*?["):
+            yield source, None  # a list of object URLs must not cost a storage request per URL
+            continue
         fs, path = url_to_fs(source, **(storage_options or {}))
         if path.endswith("manifest.json") and _exists(fs, path):
             yield from _s3_inventory(fs, path, storage_options)
@@ -89,10 +93,9 @@ def _manifest(fs, path: str, source: str) -> Iterator[Entry]:
         column = next((c for c in frame.columns if str(c).lower() in URI_COLUMNS), None)
         if column is None:
             raise ValueError(f"manifest {source} has no column named one of {URI_COLUMNS}")
-        sizes = frame["size"] if "size" in frame.columns else [None] * len(frame)
-        for uri, size in zip(frame[column].astype(str), sizes):
+        for uri, size in zip(frame[column].astype(str), _sizes(frame, "size")):
             absolute = "://" in uri or uri.startswith("/")
-            yield (uri if absolute else f"{base}/{uri}"), (None if pd.isna(size) else int(size))
+            yield (uri if absolute else f"{base}/{uri}"), size
 
 
 def _read_table(fs, path: str) -> Iterator[pd.DataFrame]:
@@ -120,17 +123,24 @@ def _s3_inventory(fs, path: str, storage_options: dict | None) -> Iterator[Entry
             frames = _read_table(data_fs, key if key.endswith(".parquet") else key + ".parquet")
             for frame in frames:
                 frame.columns = [c.lower() for c in frame.columns]
-                for object_key, size in zip(frame["key"], frame.get("size", [None] * len(frame))):
+                for object_key, size in zip(frame["key"], _sizes(frame, "size")):
                     if is_audio_name(object_key):
-                        yield f"s3://{bucket}/{object_key}", None if pd.isna(size) else int(size)
+                        yield f"s3://{bucket}/{object_key}", size
             continue
         raw = data_fs.cat_file(key)
         text = gzip.decompress(raw) if item["key"].endswith(".gz") else raw
         for frame in pd.read_csv(io.BytesIO(text), header=None, names=columns, dtype=str, chunksize=_MANIFEST_CHUNK):
-            for object_key, size in zip(frame["Key"], frame.get("Size", [None] * len(frame))):
+            for object_key, size in zip(frame["Key"], _sizes(frame, "Size")):
                 object_key = unquote_plus(object_key)  # CSV inventories URL-encode keys
                 if is_audio_name(object_key):
-                    yield f"s3://{bucket}/{object_key}", None if pd.isna(size) else int(size)
+                    yield f"s3://{bucket}/{object_key}", size
+
+
+def _sizes(frame: pd.DataFrame, column: str) -> list[int | None]:
+    """Sizes in bytes where the table has them (a CSV column with gaps reads back as "10.0")."""
+    if column not in frame.columns:
+        return [None] * len(frame)
+    return [None if pd.isna(size) else int(size) for size in pd.to_numeric(frame[column], errors="coerce")]
 
 
 def _protocols(fs) -> tuple[str, ...]:

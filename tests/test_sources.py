@@ -1,0 +1,112 @@
+"""What a user names becomes audio URLs: folders, globs, manifests, S3 prefixes and S3 Inventory,
+on the local disk, over HTTP and on a real S3 API server (moto on loopback)."""
+
+from __future__ import annotations
+
+import gzip
+import http.server
+import json
+import threading
+
+import pandas as pd
+import pytest
+import s3fs
+
+from lid_dask.sources import iter_entries
+
+
+@pytest.fixture
+def tree(tmp_path):
+    """a.wav, b.mp3, notes.txt and sub/c.flac with known sizes."""
+    (tmp_path / "sub").mkdir()
+    for name, size in {"a.wav": 10, "b.mp3": 20, "notes.txt": 5, "sub/c.flac": 30}.items():
+        (tmp_path / name).write_bytes(b"x" * size)
+    return tmp_path
+
+
+def test_folders_recurse_to_audio_files_with_their_sizes(tree):
+    assert list(iter_entries(str(tree))) == [
+        (str(tree / "a.wav"), 10), (str(tree / "b.mp3"), 20), (str(tree / "sub/c.flac"), 30)]
+
+
+def test_globs_and_plain_names(tree):
+    assert list(iter_entries(str(tree / "*.mp3"))) == [(str(tree / "b.mp3"), 20)]
+    missing = str(tree / "gone.wav")
+    assert list(iter_entries([missing, f"file://{tree}/a.wav"])) == [(missing, None), (f"file://{tree}/a.wav", None)]
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".csv.gz", ".tsv", ".parquet"])
+def test_manifests_resolve_relative_paths_and_keep_sizes(tree, suffix):
+    frame = pd.DataFrame({"path": ["a.wav", "sub/c.flac", "/elsewhere/d.ogg"], "size": [10, None, 7],
+                          "language": ["en", "de", "fr"]})
+    manifest = tree / f"list{suffix}"
+    if suffix == ".parquet":
+        frame.to_parquet(manifest)
+    else:
+        frame.to_csv(manifest, sep="\t" if suffix == ".tsv" else ",", index=False)
+    assert list(iter_entries(str(manifest))) == [
+        (f"{tree}/a.wav", 10), (f"{tree}/sub/c.flac", None), ("/elsewhere/d.ogg", 7)]
+
+
+def test_a_manifest_without_a_uri_column_is_a_clear_error(tree):
+    (tree / "bad.csv").write_text("name,language\na.wav,en\n")
+    with pytest.raises(ValueError, match="no column named"):
+        list(iter_entries(str(tree / "bad.csv")))
+
+
+class CountingHandler(http.server.BaseHTTPRequestHandler):
+    requests: list[str] = []
+
+    def log_message(self, *args):
+        pass
+
+    def do_GET(self):
+        self.requests.append(self.path)
+        self.send_error(404)
+
+    do_HEAD = do_GET
+
+
+def test_a_list_of_object_urls_costs_no_request():
+    """Registering a million URLs must not stat each one: a missing file is that file's error."""
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), CountingHandler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        urls = [f"http://127.0.0.1:{server.server_address[1]}/clip{i}.wav" for i in range(20)]
+        assert list(iter_entries(urls)) == [(url, None) for url in urls]
+    finally:
+        server.shutdown()
+    assert CountingHandler.requests == []
+
+
+def test_s3_prefix_lists_every_page(s3):
+    """More keys than one ListObjectsV2 page (1,000) under a prefix, plus a non-audio key."""
+    fs = s3fs.S3FileSystem(**s3)
+    fs.mkdir("paged")
+    fs.pipe({f"paged/many/{i:05d}.wav": b"x" * (i % 7) for i in range(1050)} | {"paged/many/readme.md": b"hi"})
+    entries = list(iter_entries("s3://paged/many/", s3))
+    assert len(entries) == 1050
+    assert sorted(entries)[:2] == [("s3://paged/many/00000.wav", 0), ("s3://paged/many/00001.wav", 1)]
+
+
+@pytest.mark.parametrize("file_format", ["CSV", "Parquet"])
+def test_s3_inventory(s3, file_format):
+    """An AWS S3 Inventory report: manifest.json naming data files (gzip CSV without a header,
+    URL-encoded keys; or Parquet), in another bucket than the audio."""
+    fs = s3fs.S3FileSystem(**s3)
+    fs.mkdir(f"inventory-{file_format.lower()}")
+    rows = [("clips", "talk/en.mp3", 11), ("clips", "talk/with space.opus", 12), ("clips", "talk/cover.jpg", 13)]
+    if file_format == "CSV":
+        data_key = "report/data/part-0.csv.gz"
+        text = "".join(f'"{b}","{k.replace(" ", "+")}","{s}"\n' for b, k, s in rows)
+        fs.pipe(f"inventory-csv/{data_key}", gzip.compress(text.encode()))
+    else:
+        data_key = "report/data/part-0.parquet"
+        with fs.open(f"inventory-parquet/{data_key}", "wb") as handle:
+            pd.DataFrame(rows, columns=["bucket", "key", "size"]).to_parquet(handle)
+    bucket = f"inventory-{file_format.lower()}"
+    manifest = {"sourceBucket": "clips", "destinationBucket": f"arn:aws:s3:::{bucket}",
+                "fileFormat": file_format, "fileSchema": "Bucket, Key, Size", "files": [{"key": data_key}]}
+    fs.pipe(f"{bucket}/report/manifest.json", json.dumps(manifest).encode())
+    assert list(iter_entries(f"s3://{bucket}/report/manifest.json", s3)) == [
+        ("s3://clips/talk/en.mp3", 11), ("s3://clips/talk/with space.opus", 12)]
