@@ -41,6 +41,8 @@ def connect(scheduler: str | None = None, *, security=None, n_workers: int | Non
         return Client(scheduler, security=security)
     dask.config.set({"distributed.scheduler.allowed-failures": ALLOWED_FAILURES})
     cluster_kwargs.setdefault("silence_logs", logging.WARNING)
+    if dashboard_address is None:  # no dashboard, and its HTTP routes (/health, /metrics) on any free port
+        cluster_kwargs.setdefault("scheduler_kwargs", {}).setdefault("dashboard_address", ":0")
     gpus = gpu_count()
     workers = gpus or n_workers or max(1, (os.cpu_count() or 1) // threads_per_worker)
     env = {**model_threads(workers, threads_per_worker), **cluster_kwargs.pop("env", {})}
