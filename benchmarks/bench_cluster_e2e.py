@@ -1,7 +1,7 @@
 """End to end on a local Dask cluster against the plain faster-whisper loop, on the same files.
 
     python benchmarks/bench_cluster_e2e.py --manifest /work/data/synth/manifest.csv
-        [--limit 100] [--workers 1,2] [--batch-files 8,32] [--worker-env default,proposed] [--no-wait]
+        [--limit 100] [--workers 1,2] [--batch-files 8,32] [--no-wait]
 
 Files: the manifest's clips (kind == clip; columns uri (relative to the manifest's folder),
 language, engine, kind, split), at most `--limit`, picked deterministically: engines in proportion
@@ -19,8 +19,8 @@ Methods, each over the same files, after the page cache holds them all:
   a check that the cluster gives every file the same answer (no result reaches the wrong file).
 - ``lid-dask N worker(s), batch B``: ``Run.create(..., db=<temp SQLite>, batch_files=B)`` with the
   default models, then ``run.execute(client, progress=False)`` on ``lid_dask.cluster.connect(
-  n_workers=N, threads_per_worker=1)`` (``--worker-env proposed``: with the worker environment
-  proposed in DISTRIBUTED.md instead of Dask's default one): registration, claims, batch tasks on worker processes,
+  n_workers=N, threads_per_worker=1)`` (which gives each worker its share of the cores and drops
+  Dask's ``MALLOC_TRIM_THRESHOLD_``): registration, claims, batch tasks on worker processes,
   results as events, ledger writes; files/s is files / wall time of ``execute``. The workers load the
   model at start (the ``LID_DASK_MODELS`` preload) and a warm-up run over 2N files is not timed.
 
@@ -213,39 +213,17 @@ def lid_dask_in_process(paths: list[str]) -> tuple[list[str | None], float]:
     return predictions, time.perf_counter() - start
 
 
-def proposed_worker_environ(workers: int) -> dict:
-    """The worker environment proposed for `lid_dask.cluster.connect` (see DISTRIBUTED.md): the
-    cores shared out between the workers for OpenMP/MKL/OpenBLAS, and no MALLOC_TRIM_THRESHOLD_
-    (Dask's default 65536 halves CTranslate2's throughput here)."""
-    threads = str(max(1, (os.cpu_count() or 1) // workers))
-    return {"OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads, "OPENBLAS_NUM_THREADS": threads}
-
-
-def lid_dask_cluster(paths: list[str], workers: int, batches: list[int], folder: Path,
-                     worker_env: str = "default") -> list[dict]:
-    import dask
-
+def lid_dask_cluster(paths: list[str], workers: int, batches: list[int], folder: Path) -> list[dict]:
     from lid_dask.cluster import connect
     from lid_dask.models import DEFAULT_MODEL
     from lid_dask.runs import Run
 
     os.environ["LID_DASK_MODELS"] = DEFAULT_MODEL  # the preload loads the model when a worker starts
     out = []
-    environ = (proposed_worker_environ(workers) if worker_env == "proposed"
-               else dask.config.get("distributed.nanny.pre-spawn-environ"))
-    # A LocalCluster's nannies live in this process and os.environ.update() it with their
-    # pre-spawn environment (distributed/nanny.py), which then wins over the config for every later
-    # cluster: start each cluster from this process's original environment, and restore it after.
-    saved = dict(os.environ)
-    for key in ("MALLOC_TRIM_THRESHOLD_", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
-        os.environ.pop(key, None)
-    os.environ.update({k: str(v) for k, v in environ.items()} if worker_env == "proposed" else {})
-    with dask.config.set({"distributed.nanny.pre-spawn-environ": environ}):
-        client = connect(n_workers=workers, threads_per_worker=1, dashboard_address=None)
-    label = "" if worker_env == "default" else ", proposed worker env"
+    client = connect(n_workers=workers, threads_per_worker=1, dashboard_address=None)
     try:
         client.wait_for_workers(workers)
-        tag = f"{workers}w-{worker_env}"
+        tag = f"{workers}w"
         warm = Run.create(f"warm-{tag}", paths[:2 * workers], db=f"sqlite:///{folder}/warm-{tag}.db", batch_files=1)
         warm.execute(client, progress=False)
         for batch in batches:
@@ -261,8 +239,8 @@ def lid_dask_cluster(paths: list[str], workers: int, batches: list[int], folder:
             frame = run.results().set_index("uri")
             status = run.status()
             predictions = [frame.loc[p, "language"] if p in frame.index else None for p in paths]
-            out.append({"method": f"lid-dask {workers} worker{'s' if workers > 1 else ''}, batch {batch}{label}",
-                        "workers": workers, "batch_files": batch, "worker_env": worker_env, "environ": environ, "seconds": seconds, "register_s": registered,
+            out.append({"method": f"lid-dask {workers} worker{'s' if workers > 1 else ''}, batch {batch}",
+                        "workers": workers, "batch_files": batch, "seconds": seconds, "register_s": registered,
                         "predictions": predictions, "counts": status.counts,
                         "errors": status.top_errors})
             run.ledger.engine.dispose()
@@ -270,8 +248,6 @@ def lid_dask_cluster(paths: list[str], workers: int, batches: list[int], folder:
         client.close()
         if client.cluster is not None:
             client.cluster.close()
-        os.environ.clear()
-        os.environ.update(saved)
         os.environ.pop("LID_DASK_MODELS", None)
     return out
 
@@ -300,8 +276,6 @@ def main() -> None:
     parser.add_argument("--batch-files", default="8,32",
                         help="batch sizes to run (32 is the RunSettings default; with ~100 files it leaves the "
                              "second worker idle at the end)")
-    parser.add_argument("--worker-env", default="default",
-                        help="comma-separated: default (Dask's pre-spawn environment), proposed (see DISTRIBUTED.md)")
     parser.add_argument("--no-in-process", action="store_true", help="skip the in-process Identifier run")
     parser.add_argument("--no-wait", action="store_true")
     parser.add_argument("--out", type=Path, default=RESULTS / "cluster_e2e.json")
@@ -340,23 +314,21 @@ def main() -> None:
         for workers in [int(w) for w in args.workers.split(",")]:
             if not args.no_wait:
                 wait_for_quiet_machine()
-            for env in args.worker_env.split(","):
-                for m in lid_dask_cluster(paths, workers, [int(b) for b in args.batch_files.split(",")], folder,
-                                          env.strip()):
-                    methods.append(m)
-                    print(f"{m['method']}: {len(paths) / m['seconds']:.2f} files/s, counts {m['counts']}", flush=True)
+            for m in lid_dask_cluster(paths, workers, [int(b) for b in args.batch_files.split(",")], folder):
+                methods.append(m)
+                print(f"{m['method']}: {len(paths) / m['seconds']:.2f} files/s, counts {m['counts']}", flush=True)
     finally:
         shutil.rmtree(folder, ignore_errors=True)
 
     baseline = len(paths) / methods[0]["seconds"]
-    one_worker = {(m.get("batch_files"), m.get("worker_env")): len(paths) / m["seconds"]
+    one_worker = {m.get("batch_files"): len(paths) / m["seconds"]
                   for m in methods if m["workers"] == 1}
     table = []
     for m in methods:
         rate = len(paths) / m["seconds"]
         s = score(files, m["predictions"], known)
         m.update(files_per_s=rate, vs_faster_whisper=rate / baseline, score=s)
-        key = (m.get("batch_files"), m.get("worker_env"))
+        key = m.get("batch_files")
         if m["workers"] > 1 and key in one_worker:
             m["scaling_vs_1_worker"] = rate / one_worker[key]
         table.append(m)
