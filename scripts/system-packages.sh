@@ -2,7 +2,7 @@
 # Debian packages lid-dask's tests and dataset builder need: FFmpeg/sox for audio, espeak-ng and
 # Festival voices for synthetic speech, Chromium for page tests. Installs only what is missing.
 set -euo pipefail
-PACKAGES=(ffmpeg sox libsox-fmt-all espeak-ng festival
+PACKAGES=(ffmpeg sox libsox-fmt-all espeak-ng festival festival-hi festival-mr festival-te
   festvox-kallpc16k festvox-kdlpc16k festvox-us-slt-hts festvox-italp16k festvox-itapc16k festvox-ru
   festvox-czech-dita festvox-czech-machac festvox-czech-krb festvox-czech-ph
   festvox-suopuhe-lj festvox-suopuhe-mv festvox-ca-ona-hts festvox-hi-nsk festvox-mr-nsk festvox-te-nsk
