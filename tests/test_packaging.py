@@ -21,7 +21,7 @@ def _pins(requirements) -> dict[str, str]:
 def test_environment_yml_matches_pyproject():
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     declared = _pins(project["dependencies"])
-    for extra in ("bundled", "s3", "http", "postgres", "transformers"):
+    for extra in ("bundled", "s3", "http", "postgres", "transformers", "notebook"):
         declared |= _pins(project["optional-dependencies"][extra])
     lines = [line.strip()[2:] for line in (ROOT / "environment.yml").read_text().splitlines()
              if line.strip().startswith("- ")]
