@@ -114,7 +114,6 @@ class Orchestrator:
         self._reference = self.run.fingerprint
         self._workers_seen: dict[str, str] = {}
         self._refused_in_a_row = 0
-        self._counts_at = 0.0
         self.progress = Progress(counts=ledger.counts(self.run.id))
 
     # -- public -----------------------------------------------------------------------------
@@ -297,13 +296,7 @@ class Orchestrator:
         self.progress.done_this_session += len(outcomes)
         self.progress.failures += sum(1 for o in outcomes if o.result is None or
                                       (not o.result.ok and o.result.error_kind not in ("no_speech", "too_short")))
-        now = time.monotonic()
-        if now - self._counts_at >= 1.0:  # a count over millions of rows is not free: once a second
-            self.progress.counts = self._db(self.ledger.counts, self.run.id)
-            self._counts_at = now
-        else:
-            self.progress.counts[schema.DONE] += len(outcomes)
-            self.progress.counts[schema.LEASED] -= len(outcomes)
+        self.progress.counts = self._db(self.ledger.counts, self.run.id)  # a few rows of the counter table
         if self.on_progress:
             self.on_progress(self.progress)
 

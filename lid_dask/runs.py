@@ -35,7 +35,7 @@ class Status:
 
     name: str
     counts: dict[str, int]
-    rate: float  # files per second over the last ten minutes
+    rate: float  # files per second over the last ten minutes, or since the first file finished in them
     top_errors: list[tuple[str, int]]
 
     @property
@@ -107,9 +107,20 @@ class Run:
                     cluster.close()
 
     def status(self, window: dt.timedelta = dt.timedelta(minutes=10)) -> Status:
-        recent = self.ledger.done_since(self.info.id, dt.datetime.now(dt.timezone.utc) - window)
-        return Status(self.name, self.ledger.counts(self.info.id), recent / window.total_seconds(),
-                      self.ledger.top_errors(self.info.id))
+        """Counts, top errors and the pace over the last `window`.
+
+        The pace is measured from the first file finished in the window, not from the window's
+        start, so a run that is 20 s old (or resumed 20 s ago) is not divided by ten minutes. The
+        files of that first finish were worked on before it, so only later ones are counted.
+        """
+        now = dt.datetime.now(dt.timezone.utc)
+        first = self.ledger.first_finished_since(self.info.id, now - window)
+        rate = 0.0
+        if first is not None and now > first:
+            # Finish times are stored to the microsecond: one more is "strictly after the first".
+            later = self.ledger.done_since(self.info.id, first + dt.timedelta(microseconds=1))
+            rate = later / (now - first).total_seconds()
+        return Status(self.name, self.ledger.counts(self.info.id), rate, self.ledger.top_errors(self.info.id))
 
     def retry(self, kinds: list[str] | None = None) -> int:
         """Send failed and dead files (optionally only these error kinds) back to pending."""

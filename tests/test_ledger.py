@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import time
+import uuid
 
 import pytest
 import sqlalchemy as sa
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 
@@ -129,3 +132,154 @@ def test_upgrade_from_the_first_revision_keeps_data(tmp_path):
     assert new.save_labels("reviewed", [{"uri": "/a.wav", "language": "de"}], source="review") == 1
     assert new.save_labels("reviewed", [{"uri": "/a.wav", "language": "fr"}], source="review") == 1
     assert new.labels_frame("reviewed").to_dict("records") == [{"uri": "/a.wav", "language": "fr"}]
+
+
+# -- the counter table (migration 0003) ------------------------------------------------------------
+
+def assert_counts_exact(ledger):
+    """run_state_counts equals a fresh GROUP BY over files, and finished files' due_at is their finish time."""
+    with ledger.engine.connect() as connection:
+        exact = connection.execute(sa.text(
+            "SELECT run_id, state, coalesce(error_kind, ''), count(*) FROM files GROUP BY 1, 2, 3")).all()
+        counted = connection.execute(sa.text("SELECT run_id, state, error_kind, n FROM run_state_counts WHERE n <> 0"
+                                             )).all()
+        misdated = connection.execute(sa.text(
+            "SELECT count(*) FROM files WHERE state IN ('done', 'dead') AND due_at <> updated_at")).scalar()
+    assert sorted(map(tuple, counted)) == sorted(map(tuple, exact))
+    assert misdated == 0
+    for run in ledger.list_runs():
+        by_state = {state: sum(n for r, st, _, n in exact if r == run.id and st == state) for state in schema.STATES}
+        assert ledger.counts(run.id) == by_state
+        errors = {}
+        for r, state, kind, n in exact:
+            if r == run.id and state in ("failed", "dead"):
+                errors[kind] = errors.get(kind, 0) + n
+        assert dict(ledger.top_errors(run.id, limit=100)) == errors
+
+
+OUTCOMES = ["ok", "network", "corrupt", "lost"]
+OPERATIONS = st.one_of(
+    st.tuples(st.just("register"), st.integers(0, 1), st.integers(0, 12)),
+    st.tuples(st.just("claim"), st.integers(0, 1), st.integers(1, 8), st.sampled_from([0.0, 60.0])),
+    st.tuples(st.just("record"), st.lists(st.sampled_from(OUTCOMES), min_size=1, max_size=8)),
+    st.tuples(st.just("retry"), st.integers(0, 1), st.sampled_from([None, ["network"], ["corrupt", "lost"]])),
+    st.tuples(st.just("expire"), st.integers(0, 1)),
+    st.tuples(st.just("release"), st.integers(1, 4)),
+    st.tuples(st.just("take_over"), st.integers(0, 1)),
+    st.tuples(st.just("extend"),),
+    st.tuples(st.just("delete_files"), st.integers(1, 4)),
+    st.tuples(st.just("delete_run"), st.integers(0, 1)),
+)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(operations=st.lists(OPERATIONS, max_size=25))
+def test_state_counts_stay_exact_through_any_sequence_of_operations(ledger, operations):
+    def new_run():
+        run = ledger.create_run(f"run-{uuid.uuid4().hex[:8]}", {})
+        ledger.register(run.id, [f"/f{i}.wav" for i in range(10)])
+        return run
+
+    runs = [new_run(), new_run()]
+    held = []  # claims not yet recorded
+    for operation in operations:
+        name, *args = operation
+        if name == "register":  # some new files, some already there
+            which, n = args
+            ledger.register(runs[which].id, [f"/f{i}.wav" for i in range(5, 5 + n)])
+        elif name == "claim":
+            which, limit, lease = args
+            held += ledger.claim(runs[which].id, "o", limit, lease)
+        elif name == "record" and held:
+            batch, held = held[:len(args[0])], held[len(args[0]):]
+            ledger.record([ok(c) if what == "ok" else
+                           Outcome(c.file_id, None, error_kind="lost", error="lost", retryable=True) if what == "lost"
+                           else failed(c, what, retryable=what == "network")
+                           for c, what in zip(batch, args[0])], max_attempts=2, backoff=0.0)
+        elif name == "retry":
+            which, kinds = args
+            ledger.retry(runs[which].id, kinds=kinds)
+        elif name == "expire":
+            ledger.expire_leases(runs[args[0]].id)
+        elif name == "release" and held:
+            batch, held = held[:args[0]], held[args[0]:]
+            ledger.release([c.file_id for c in batch], "o")
+        elif name == "take_over":
+            ledger.take_over(runs[args[0]].id, "o")
+        elif name == "extend":
+            ledger.extend_leases([c.file_id for c in held], "o", 60)
+        elif name == "delete_files" and held:  # an operator's clean-up, straight in SQL
+            with ledger.engine.begin() as connection:
+                connection.execute(schema.files.delete().where(
+                    schema.files.c.id.in_([c.file_id for c in held[:args[0]]])))
+        elif name == "delete_run":
+            with ledger.engine.begin() as connection:
+                connection.execute(schema.runs.delete().where(schema.runs.c.id == runs[args[0]].id))
+            runs[args[0]] = new_run()
+        if name.startswith("delete"):  # claims of deleted files cannot be recorded
+            with ledger.engine.connect() as connection:
+                existing = set(connection.execute(sa.select(schema.files.c.id)).scalars())
+            held = [c for c in held if c.file_id in existing]
+        assert_counts_exact(ledger)
+
+
+def test_counts_follow_a_change_of_error_kind_alone(ledger):
+    run = ledger.create_run("r", {})
+    ledger.register(run.id, ["/a.wav"])
+    claim = ledger.claim(run.id, "o", 1, 60)[0]
+    ledger.record([failed(claim, "corrupt")], max_attempts=1, backoff=0)
+    ledger.record([Outcome(claim.file_id, None, error_kind="lost", error="lost", retryable=True)], 1, 0)  # a late duplicate
+    assert ledger.top_errors(run.id) == [("lost", 1)]
+    assert_counts_exact(ledger)
+
+
+def test_upgrade_backfills_the_counts_and_downgrade_removes_them(db_url):
+    ledger = Ledger(db_url, migrate=False)
+    ledger.migrate("0002")
+    first, second = ledger.create_run("first", {}), ledger.create_run("second", {})
+    ledger.register(first.id, [f"/a/{i}.wav" for i in range(10)])
+    ledger.register(second.id, ["/b/0.wav", "/b/1.wav"])
+    claims = ledger.claim(first.id, "o", 6, 60)
+    ledger.record([ok(claims[0]), ok(claims[1]), failed(claims[2], "corrupt"), failed(claims[3], "network", True),
+                   failed(claims[4], "corrupt")], max_attempts=3, backoff=60)
+
+    ledger.migrate()
+    assert ledger.schema_revision() == "0003"
+    assert ledger.counts(first.id) == {"pending": 4, "leased": 1, "done": 2, "failed": 1, "dead": 2}
+    assert ledger.counts(second.id) == {"pending": 2, "leased": 0, "done": 0, "failed": 0, "dead": 0}
+    assert ledger.top_errors(first.id) == [("corrupt", 2), ("network", 1)]
+    ledger.record([ok(claims[5])], max_attempts=3, backoff=60)  # the triggers carry on from the backfill
+    assert_counts_exact(ledger)
+
+    ledger.downgrade("0002")
+    assert ledger.schema_revision() == "0002"
+    assert "run_state_counts" not in sa.inspect(ledger.engine).get_table_names()
+    with ledger.engine.connect() as connection:
+        if ledger.dialect == "postgresql":
+            leftovers = connection.execute(sa.text(
+                "SELECT count(*) FROM pg_trigger WHERE tgname LIKE 'files_count_%'")).scalar()
+        else:
+            leftovers = connection.execute(sa.text(
+                "SELECT count(*) FROM sqlite_master WHERE type = 'trigger'")).scalar()
+    assert leftovers == 0
+    assert ledger.register(second.id, ["/b/2.wav"]) == 1  # files is writable without the counter table
+    ledger.migrate()
+    assert ledger.counts(second.id)["pending"] == 3
+    assert_counts_exact(ledger)
+    ledger.engine.dispose()
+
+
+def test_status_rate_is_measured_from_the_first_finish_not_over_ten_minutes(ledger):
+    from lid_dask.runs import Run
+
+    info = ledger.create_run("young", {})
+    ledger.register(info.id, [f"/a/{i}.wav" for i in range(30)])
+    run = Run("young", ledger=ledger)
+    assert run.status().rate == 0.0 and run.status().eta is None  # nothing finished yet
+    ledger.record([ok(c) for c in ledger.claim(info.id, "o", 10, 60)], 3, 30)
+    time.sleep(0.5)
+    ledger.record([ok(c) for c in ledger.claim(info.id, "o", 10, 60)], 3, 30)
+    status = run.status()
+    # 10 files finished after the first batch, at least 0.5 s after it (a ten-minute divisor: 0.03 files/s).
+    assert 1.0 < status.rate <= 20.0
+    assert status.eta is not None and status.eta.total_seconds() <= 10 / 1.0

@@ -235,14 +235,15 @@ class Ledger:
         if not outcomes:
             return
         now = utcnow()
-        ids = [o.file_id for o in outcomes]
+        verdicts = [(o, *_failure(o)) for o in outcomes]
+        failed_ids = [o.file_id for o, kind, _, _ in verdicts if kind is not None]
         with self.engine.begin() as connection:
             select_attempts, set_done, set_failed = _batch_statements(self.dialect)
-            attempts = dict(connection.execute(select_attempts, dict(ids=ids)).all())
+            # The attempt count decides between a retry and dead: read it only when something failed.
+            attempts = dict(connection.execute(select_attempts, dict(ids=failed_ids)).all()) if failed_ids else {}
             done, result_rows, prediction_rows, attempt_rows = [], [], [], []
             failed: dict[tuple, list[int]] = {}
-            for o in outcomes:
-                kind, error, retryable = _failure(o)
+            for o, kind, error, retryable in verdicts:
                 attempt_rows.append(dict(file_id=o.file_id, finished_at=now, worker=o.worker,
                                          outcome="done" if kind is None else "error", error_kind=kind, error=error))
                 if kind is None:
