@@ -1,24 +1,25 @@
 """The ledger at archive scale: claim and status queries on a run of 5,000,000 files.
 
     python benchmarks/bench_ledger_scale.py [--files 5000000] [--dbs postgresql,sqlite]
-        [--pg postgresql+psycopg://postgres@127.0.0.1:5432] [--repeat 20] [--no-proposed] [--keep]
+        [--pg postgresql+psycopg://postgres@127.0.0.1:5432] [--repeat 20] [--keep]
 
-A fresh database gets the real schema (``Ledger(url)`` runs the Alembic migrations), one run, and
+A fresh database gets the real schema up to revision 0002 (the Alembic migrations), one run, and
 `--files` rows bulk-loaded straight into ``files`` (PostgreSQL: ``COPY ... FROM STDIN`` through
 psycopg; SQLite: ``executemany`` in one transaction), then ``VACUUM ANALYZE`` (what autovacuum
-does on a live ledger). The mix of states is what a run half-way through looks like:
+does on a live ledger). Then the ledger is upgraded to the latest revision as an existing ledger
+would be (0003 backfills the per-run state counts from the 5M rows; timed). The mix of states is what a run half-way through looks like:
 60 % done (finished over the last 48 h), 30 % pending, 5 % failed (half of them due for a
 retry), 3 % dead, 2 % leased, with eight error kinds.
 
 Then, each timed `--repeat` times (median, min, max reported; target < 50 ms):
 ``ledger.claim(run, owner, 256, 600)`` (leases 256 more files each time), ``ledger.record`` of a
 claimed batch of 256 (null-model results; not in the target list, shown for the per-batch cost),
-and the status queries ``ledger.counts``, ``ledger.top_errors`` and ``ledger.done_since`` (last
-10 minutes). For every query over target the statements it ran are captured and explained
+and the status queries ``ledger.counts``, ``ledger.top_errors``, ``ledger.done_since`` (last
+10 minutes) and the whole of ``Run.status()`` (what ``lid-dask status`` runs). For every query over
+target, or all with ``--explain-all``, the statements it ran are captured and explained
 (PostgreSQL: ``EXPLAIN (ANALYZE, BUFFERS)`` inside a rolled-back transaction; SQLite:
-``EXPLAIN QUERY PLAN``). Then (unless ``--no-proposed``) the fixes proposed in DISTRIBUTED.md
-(a counter table per run, state and error kind kept by triggers, a partial index for errors, a
-``done_since`` rewrite, bulk writes as executemany) are added to the benchmark database only and timed on the same data.
+``EXPLAIN QUERY PLAN``). Finally the counts, error kinds and recent finishes are checked against
+a fresh ``GROUP BY`` / ``count(*)`` over ``files`` (after all those claims and records).
 
 Prints the figures and plans; writes benchmarks/results/ledger_scale.json.
 """
@@ -201,137 +202,21 @@ def explain(ledger, statements: list, dialect: str) -> str:
     return "\n".join(out)
 
 
-# -- the proposed fixes (applied to the benchmark database only) --------------------------------
-
-PG_COUNTER_DDL = """
-CREATE TABLE IF NOT EXISTS run_state_counts (
-    run_id integer NOT NULL, state varchar(16) NOT NULL, error_kind varchar(40) NOT NULL, n bigint NOT NULL,
-    PRIMARY KEY (run_id, state, error_kind));
-INSERT INTO run_state_counts
-    SELECT run_id, state, coalesce(error_kind, ''), count(*) FROM files GROUP BY 1, 2, 3
-    ON CONFLICT (run_id, state, error_kind) DO UPDATE SET n = excluded.n;
-CREATE OR REPLACE FUNCTION files_count_states() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN
-    IF TG_OP IN ('UPDATE', 'DELETE') THEN
-        INSERT INTO run_state_counts
-            SELECT run_id, state, coalesce(error_kind, ''), -count(*) FROM old_rows GROUP BY 1, 2, 3
-            ON CONFLICT (run_id, state, error_kind) DO UPDATE SET n = run_state_counts.n + excluded.n;
-    END IF;
-    IF TG_OP IN ('UPDATE', 'INSERT') THEN
-        INSERT INTO run_state_counts
-            SELECT run_id, state, coalesce(error_kind, ''), count(*) FROM new_rows GROUP BY 1, 2, 3
-            ON CONFLICT (run_id, state, error_kind) DO UPDATE SET n = run_state_counts.n + excluded.n;
-    END IF;
-    RETURN NULL;
-END $$;
-DROP TRIGGER IF EXISTS files_count_ins ON files;
-DROP TRIGGER IF EXISTS files_count_upd ON files;
-DROP TRIGGER IF EXISTS files_count_del ON files;
-CREATE TRIGGER files_count_ins AFTER INSERT ON files REFERENCING NEW TABLE AS new_rows
-    FOR EACH STATEMENT EXECUTE FUNCTION files_count_states();
-CREATE TRIGGER files_count_upd AFTER UPDATE ON files REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows
-    FOR EACH STATEMENT EXECUTE FUNCTION files_count_states();
-CREATE TRIGGER files_count_del AFTER DELETE ON files REFERENCING OLD TABLE AS old_rows
-    FOR EACH STATEMENT EXECUTE FUNCTION files_count_states();
-"""
-
-SQLITE_COUNTER_DDL = """
-CREATE TABLE IF NOT EXISTS run_state_counts (run_id INTEGER NOT NULL, state VARCHAR(16) NOT NULL,
-    error_kind VARCHAR(40) NOT NULL, n INTEGER NOT NULL, PRIMARY KEY (run_id, state, error_kind));
-INSERT OR REPLACE INTO run_state_counts
-    SELECT run_id, state, coalesce(error_kind, ''), count(*) FROM files GROUP BY 1, 2, 3;
-CREATE TRIGGER IF NOT EXISTS files_count_ins AFTER INSERT ON files BEGIN
-    INSERT INTO run_state_counts VALUES (new.run_id, new.state, coalesce(new.error_kind, ''), 1)
-        ON CONFLICT (run_id, state, error_kind) DO UPDATE SET n = n + 1; END;
-CREATE TRIGGER IF NOT EXISTS files_count_upd AFTER UPDATE OF state, error_kind ON files
-    WHEN old.state IS NOT new.state OR old.error_kind IS NOT new.error_kind BEGIN
-    UPDATE run_state_counts SET n = n - 1
-        WHERE run_id = old.run_id AND state = old.state AND error_kind = coalesce(old.error_kind, '');
-    INSERT INTO run_state_counts VALUES (new.run_id, new.state, coalesce(new.error_kind, ''), 1)
-        ON CONFLICT (run_id, state, error_kind) DO UPDATE SET n = n + 1; END;
-CREATE TRIGGER IF NOT EXISTS files_count_del AFTER DELETE ON files BEGIN
-    UPDATE run_state_counts SET n = n - 1
-        WHERE run_id = old.run_id AND state = old.state AND error_kind = coalesce(old.error_kind, ''); END;
-"""
-
-ERRORS_INDEX = ("CREATE INDEX IF NOT EXISTS files_errors ON files (run_id, error_kind) "
-                "WHERE state IN ('failed', 'dead')")
-
-
-def apply_proposed(ledger) -> dict[str, float]:
-    """Add the counter table + triggers and the partial error index; returns seconds per step."""
+def exact_figures(ledger, run_id: int, since: dt.datetime) -> dict:
+    """Counts by state, error kinds and recent finishes counted from files itself (the slow way)."""
     import sqlalchemy as sa
 
-    seconds = {}
-    raw = ledger.engine.raw_connection()
-    try:
-        cursor = raw.cursor()
-        start = time.perf_counter()
-        if ledger.dialect == "postgresql":
-            cursor.execute(PG_COUNTER_DDL)
-        else:
-            cursor.executescript(SQLITE_COUNTER_DDL)
-        raw.commit()
-        seconds["counter table + triggers"] = time.perf_counter() - start
-        start = time.perf_counter()
-        cursor.execute(ERRORS_INDEX)
-        raw.commit()
-        seconds["partial index files_errors"] = time.perf_counter() - start
-        cursor.execute("ANALYZE files" if ledger.dialect == "postgresql" else "ANALYZE")
-        raw.commit()
-    finally:
-        raw.close()
-    del sa
-    return seconds
+    with ledger.engine.connect() as connection:
+        def rows(sql):
+            return connection.execute(sa.text(sql), {"run": run_id, "since": since}).all()
 
-
-def proposed_queries(ledger):
-    """The rewritten status queries (what DISTRIBUTED.md proposes for lid_dask/ledger/ledger.py)."""
-    import sqlalchemy as sa
-
-    from lid_dask.ledger import schema as s
-
-    counter = sa.table("run_state_counts", sa.column("run_id"), sa.column("state"), sa.column("error_kind"),
-                       sa.column("n"))
-
-    def counts(run_id):
-        with ledger.engine.connect() as connection:
-            rows = connection.execute(sa.select(counter.c.state, sa.func.sum(counter.c.n))
-                                      .where(counter.c.run_id == run_id).group_by(counter.c.state)).all()
-        out = dict.fromkeys(s.STATES, 0)
-        out.update({state: int(n) for state, n in rows})
-        return out
-
-    def top_errors_counter(run_id, limit=5):
-        total = sa.func.sum(counter.c.n).label("n")
-        with ledger.engine.connect() as connection:
-            rows = connection.execute(
-                sa.select(counter.c.error_kind, total)
-                .where(counter.c.run_id == run_id, counter.c.state.in_((s.FAILED, s.DEAD)))
-                .group_by(counter.c.error_kind).having(total > 0).order_by(sa.desc("n")).limit(limit)).all()
-        return [(kind or None, int(n)) for kind, n in rows]
-
-    def top_errors(run_id, limit=5):
-        f = s.files
-        # The same query with the two states as SQL literals: SQLite uses a partial index only when
-        # the WHERE clause implies the index's own at prepare time (a bound parameter does not);
-        # PostgreSQL plans it either way.
-        states = [sa.literal_column(f"'{s.FAILED}'"), sa.literal_column(f"'{s.DEAD}'")]
-        with ledger.engine.connect() as connection:
-            return connection.execute(
-                sa.select(f.c.error_kind, sa.func.count().label("n"))
-                .where(f.c.run_id == run_id, f.c.state.in_(states))
-                .group_by(f.c.error_kind).order_by(sa.desc("n")).limit(limit)).all()
-
-    def done_since(run_id, since):
-        f = s.files
-        # record() sets due_at = updated_at = now for done and dead files, so due_at is their
-        # finish time: one range scan of files_claim per state instead of a scan of every done row.
-        with ledger.engine.connect() as connection:
-            return connection.execute(sa.select(sa.func.count()).where(
-                f.c.run_id == run_id, f.c.state.in_((s.DONE, s.DEAD)), f.c.due_at >= since)).scalar()
-
-    return counts, top_errors, top_errors_counter, done_since
+        states = dict(rows("SELECT state, count(*) FROM files WHERE run_id = :run GROUP BY state"))
+        errors = dict(rows("SELECT error_kind, count(*) FROM files WHERE run_id = :run "
+                           "AND state IN ('failed', 'dead') GROUP BY error_kind"))
+        recent = rows("SELECT count(*) FROM files WHERE run_id = :run AND state IN ('done', 'dead') "
+                      "AND updated_at >= :since")[0][0]
+    return {"counts": {state: states.get(state, 0) for state in ("pending", "leased", "done", "failed", "dead")},
+            "top_errors": errors, "done_since": recent}
 
 
 # -- one database -------------------------------------------------------------------------------
@@ -365,10 +250,12 @@ def fresh_database(kind: str, pg_base: str, keep: bool):
 def bench_database(kind: str, args) -> dict:
     from lid_dask.ledger import Ledger, Outcome
     from lid_dask.results import FileResult, ModelVerdict
+    from lid_dask.runs import Run
 
     out: dict = {"db": kind, "files": args.files}
     with fresh_database(kind, args.pg, args.keep) as url:
-        ledger = Ledger(url)
+        ledger = Ledger(url, migrate=False)
+        ledger.migrate("0002")  # the schema before the counter table: the upgrade below backfills it
         run = ledger.create_run("archive", {"identify": {"models": ["null"]}})
         ledger.engine.dispose()
         now = dt.datetime.now(dt.timezone.utc)
@@ -381,10 +268,14 @@ def bench_database(kind: str, args) -> dict:
         out["load_rows_per_s"] = args.files / out["load_s"]
         out["database"] = url if args.keep else "(dropped)"
         ledger.engine.dispose()
+        start = time.perf_counter()
+        ledger.migrate()
+        out["upgrade_s"] = time.perf_counter() - start
+        out["revision"] = ledger.schema_revision()
         out["counts_loaded"] = ledger.counts(run.id)
         print(f"{kind}: loaded {args.files:,} files in {out['load_s']:.0f} s "
-              f"({out['load_rows_per_s']:,.0f} rows/s, indexes rebuilt and ANALYZEd): {out['counts_loaded']}",
-              flush=True)
+              f"({out['load_rows_per_s']:,.0f} rows/s, indexes rebuilt and ANALYZEd); upgrade to {out['revision']} "
+              f"{out['upgrade_s']:.1f} s: {out['counts_loaded']}", flush=True)
 
         capture = Capture(ledger.engine)
         since = lambda: dt.datetime.now(dt.timezone.utc) - dt.timedelta(minutes=10)  # noqa: E731
@@ -405,6 +296,7 @@ def bench_database(kind: str, args) -> dict:
             "counts": lambda: ledger.counts(run.id),
             "top_errors": lambda: ledger.top_errors(run.id),
             "done_since(10 min)": lambda: ledger.done_since(run.id, since()),
+            "Run.status()": Run("archive", ledger=ledger).status,
         }
         out["timings"] = {}
         for name, call in calls.items():
@@ -422,50 +314,13 @@ def bench_database(kind: str, args) -> dict:
                 out["plans"][name] = explain(ledger, statements, ledger.dialect)
                 print(f"\n  plan of {name}:\n" + "\n".join("    " + line for line in out["plans"][name].splitlines()))
 
-        if args.proposed:
-            out["proposed_setup_s"] = apply_proposed(ledger)
-            print(f"\n  proposed fixes applied: " + ", ".join(f"{k} {v:.1f} s" for k, v in out["proposed_setup_s"].items()))
-            counts, top_errors, top_errors_counter, done_since = proposed_queries(ledger)
-            before = ledger.counts(run.id)
-            checks = {
-                "counts (counter table)": lambda: counts(run.id),
-                "top_errors (partial index)": lambda: top_errors(run.id),
-                "top_errors (counter table)": lambda: top_errors_counter(run.id),
-                "done_since (due_at range)": lambda: done_since(run.id, since()),
-                "claim(256) with triggers": claim,
-                "record(256) with triggers": record,
-                "record(256) triggers + executemany": "patch",
-            }
-            out["proposed"] = {}
-            for name, call in checks.items():
-                if call == "patch":  # the executemany write proposed in bench_orchestration.py
-                    from bench_orchestration import apply_proposed_patch
-
-                    restore = apply_proposed_patch()
-                    call = checks[name] = record
-                call()
-                out["proposed"][name] = timed(call, args.repeat)
-                t = out["proposed"][name]
-                flag = "" if t["median_ms"] < TARGET_MS else "  OVER TARGET"
-                print(f"  {name:<28} median {t['median_ms']:8.1f} ms  (min {t['min_ms']:.1f}, max {t['max_ms']:.1f})"
-                      f"{flag}", flush=True)
-            restore()
-            # The counter must agree with a real count after all those claims and records.
-            exact, counted = ledger.counts(run.id), counts(run.id)
-            out["counter_agrees"] = exact == counted
-            out["top_errors_agree"] = sorted(ledger.top_errors(run.id)) == sorted(top_errors_counter(run.id))
-            moment = since()
-            out["done_since_agrees"] = ledger.done_since(run.id, moment) == done_since(run.id, moment)
-            print(f"  counter table agrees with GROUP BY: counts {out['counter_agrees']} ({counted}), "
-                  f"top_errors {out['top_errors_agree']}; done_since rewrite agrees: {out['done_since_agrees']}")
-            out["proposed_plans"] = {}
-            for name in ("top_errors (partial index)", "done_since (due_at range)"):
-                with capture() as statements:
-                    checks[name]()
-                out["proposed_plans"][name] = explain(ledger, statements, ledger.dialect)
-                print(f"\n  plan of {name}:\n" +
-                      "\n".join("    " + line for line in out["proposed_plans"][name].splitlines()))
-            del before
+        moment = since()
+        exact = exact_figures(ledger, run.id, moment)
+        ledger_says = {"counts": ledger.counts(run.id), "top_errors": dict(ledger.top_errors(run.id, limit=100)),
+                       "done_since": ledger.done_since(run.id, moment)}
+        out["agrees_with_group_by"] = {k: ledger_says[k] == exact[k] for k in exact}
+        print(f"\n  ledger agrees with a GROUP BY over files: {out['agrees_with_group_by']} ({ledger_says['counts']})",
+              flush=True)
         ledger.engine.dispose()
     return out
 
@@ -477,7 +332,6 @@ def main() -> None:
     parser.add_argument("--dbs", default="postgresql,sqlite")
     parser.add_argument("--pg", default=os.environ.get("LID_BENCH_PG", "postgresql+psycopg://postgres@127.0.0.1:5432"))
     parser.add_argument("--repeat", type=int, default=20)
-    parser.add_argument("--no-proposed", dest="proposed", action="store_false")
     parser.add_argument("--explain-all", action="store_true")
     parser.add_argument("--keep", action="store_true", help="keep the databases (prints their URLs)")
     parser.add_argument("--no-wait", action="store_true")

@@ -2,7 +2,7 @@
 
     python benchmarks/bench_orchestration.py [--files 100000] [--batch-sizes 256,1000,2000]
         [--dbs sqlite,postgresql] [--pg postgresql+psycopg://postgres@127.0.0.1:5432]
-        [--workers 2] [--profile] [--variants current,proposed]
+        [--workers 2] [--profile]
 
 The ``null`` model backend answers ``und`` without opening the files, so the URIs need not exist
 ("s3://bench/clip-0000001.wav"); everything else is the real code path: ``Run.create`` over a
@@ -20,15 +20,10 @@ attempt row.
 
 Where the time goes: the orchestrator thread's wall time is split (exclusive, so nothing counts
 twice) between ledger.claim, ledger.record, ledger.counts (the progress refresh after each
-batch), other ledger calls, client.submit, decoding the results events, and waiting for events
+batch, from the counter table), other ledger calls, client.submit, decoding the results events, and waiting for events
 (idle: the workers or the scheduler are the limit). CPU seconds of the orchestrator process (it
 also hosts the LocalCluster scheduler), the worker processes and PostgreSQL are measured with
 psutil. ``--profile`` adds one cProfile'd run per database and prints its top functions.
-
-``--variants current,proposed`` runs every configuration twice in a row: lid_dask as it is, then
-with the fix proposed in benchmarks/DISTRIBUTED.md applied as a monkeypatch (bulk writes as
-executemany instead of one giant multi-row ``VALUES`` statement; progress counts not re-read
-after every batch), so that both see the same machine. The default measures lid_dask as it is.
 
 Prints a table and writes benchmarks/results/orchestration.json.
 """
@@ -311,121 +306,12 @@ def profile_summary(profiler: cProfile.Profile, top: int = 18) -> str:
     return text[text.find("   ncalls"):] if "   ncalls" in text else text
 
 
-# -- the proposed fix, as a monkeypatch (see benchmarks/DISTRIBUTED.md for the diff) ----------
-
-def apply_proposed_patch():
-    """Bulk writes through executemany (SQLAlchemy's insertmanyvalues batches them with a cached
-    statement) instead of `insert().values(rows)`, which compiles a new SQL string with 7-10 bind
-    parameters per row on every call; and the orchestrator's progress counts kept up to date from
-    each batch's outcomes, re-read from the ledger at most every 2 s instead of after every batch."""
-    import datetime as dt
-    from collections import Counter
-
-    import sqlalchemy as sa
-    from toolz import partition_all
-
-    from lid_dask import orchestrator as orch
-    from lid_dask.ledger import ledger as L
-    from lid_dask.ledger import schema as s
-
-    def register(self, run_id, entries):
-        added, now = 0, L.utcnow()
-        statement = (self._insert(s.files).on_conflict_do_nothing(index_elements=["run_id", "uri"])
-                     .returning(s.files.c.id))
-        for chunk in partition_all(10 * L.CHUNK, entries):
-            rows = []
-            for entry in chunk:
-                uri, size = (entry, None) if isinstance(entry, str) else entry
-                rows.append(dict(run_id=run_id, uri=uri, size=size, state=s.PENDING, due_at=now, attempts=0,
-                                 updated_at=now))
-            with self.engine.begin() as connection:
-                added += len(connection.execute(statement, rows).all())
-        return added
-
-    def upsert(self, table, keys, columns):
-        statement = self._insert(table)
-        return statement.on_conflict_do_update(index_elements=keys,
-                                               set_={c: statement.excluded[c] for c in columns if c not in keys})
-
-    def record(self, outcomes, max_attempts, backoff):
-        states: Counter = Counter()
-        if not outcomes:
-            return states
-        now = L.utcnow()
-        with self.engine.begin() as connection:
-            attempts = dict(connection.execute(sa.select(s.files.c.id, s.files.c.attempts)
-                                               .where(s.files.c.id.in_([o.file_id for o in outcomes]))).all())
-            done, result_rows, prediction_rows, attempt_rows, failed = [], [], [], [], {}
-            for o in outcomes:
-                kind, error, retryable = L._failure(o)
-                attempt_rows.append(dict(file_id=o.file_id, finished_at=now, worker=o.worker,
-                                         outcome="done" if kind is None else "error", error_kind=kind, error=error))
-                if kind is None:
-                    done.append(o.file_id)
-                    result_rows.append(L._result_row(o, now))
-                    prediction_rows += L._prediction_rows(o)
-                    continue
-                n = attempts.get(o.file_id, 1)
-                if retryable and n < max_attempts:
-                    state, due = s.FAILED, now + dt.timedelta(seconds=backoff * 2 ** (n - 1))
-                else:
-                    state, due = s.DEAD, now
-                    if retryable:
-                        error = f"{error} (gave up after {n} attempts)"
-                failed.setdefault((state, due, kind, error), []).append(o.file_id)
-            if result_rows:
-                connection.execute(upsert(self, s.results, ["file_id"], result_rows[0]), result_rows)
-            if prediction_rows:
-                connection.execute(upsert(self, s.predictions, ["file_id", "model"], prediction_rows[0]),
-                                   prediction_rows)
-            connection.execute(s.attempts.insert(), attempt_rows)
-            for chunk in partition_all(L.CHUNK, done):
-                connection.execute(s.files.update().where(s.files.c.id.in_(chunk))
-                                   .values(state=s.DONE, lease_owner=None, error_kind=None, error=None,
-                                           updated_at=now, due_at=now))
-            for (state, due, kind, error), file_ids in failed.items():
-                connection.execute(s.files.update().where(s.files.c.id.in_(file_ids))
-                                   .values(state=state, due_at=due, lease_owner=None, error_kind=kind,
-                                           error=error, updated_at=now))
-                states[state] += len(file_ids)
-        states[s.DONE] += len(done)
-        return states
-
-    def record_outcomes(self, outcomes):
-        states = self._db(self.ledger.record, outcomes, self.settings.max_attempts, self.settings.backoff_seconds)
-        self.progress.done_this_session += len(outcomes)
-        self.progress.failures += sum(1 for o in outcomes if o.result is None or
-                                      (not o.result.ok and o.result.error_kind not in ("no_speech", "too_short")))
-        now = time.monotonic()
-        if now - getattr(self, "_counts_read_at", 0.0) > 2.0:
-            self.progress.counts = self._db(self.ledger.counts, self.run.id)
-            self._counts_read_at = now
-        else:  # the batch's files left `leased` for the states record() put them in
-            counts = dict(self.progress.counts)
-            for state, n in states.items():
-                counts[state] = counts.get(state, 0) + n
-                counts[s.LEASED] = counts.get(s.LEASED, 0) - n
-            self.progress.counts = counts
-        if self.on_progress:
-            self.on_progress(self.progress)
-
-    originals = (L.Ledger.register, L.Ledger.record, orch.Orchestrator._record_outcomes)
-    L.Ledger.register = register
-    L.Ledger.record = record
-    orch.Orchestrator._record_outcomes = record_outcomes
-
-    def restore() -> None:
-        L.Ledger.register, L.Ledger.record, orch.Orchestrator._record_outcomes = originals
-
-    return restore
-
-
 # -- output -------------------------------------------------------------------------------------
 
 def print_row(r: dict) -> None:
     v = r["verify"]
     state = "ok" if v["ok"] else "FAILED: " + "; ".join(v["problems"])
-    print(f"{r['db']:<10} {r.get('variant', 'current'):<8} batch {r['batch_files']:>5}: register {r['register_files_per_s']:>8,.0f} files/s "
+    print(f"{r['db']:<10} batch {r['batch_files']:>5}: register {r['register_files_per_s']:>8,.0f} files/s "
           f"({r['register_s']:.1f} s) | process {r['process_files_per_s']:>6,.0f} files/s ({r['process_s']:.1f} s) "
           f"| check {state}", flush=True)
     if "breakdown_s" in r:
@@ -449,13 +335,13 @@ def print_row(r: dict) -> None:
 def markdown(results: list[dict], meta: dict) -> str:
     lines = [f"Orchestration overhead, null model, {meta['files']:,} files, {meta['workers']} worker processes x 1 thread, "
              f"{meta['machine']}", "",
-             "| ledger | variant | batch | register files/s | process files/s | claim s | record s | counts s | submit s | "
+             "| ledger | batch | register files/s | process files/s | claim s | record s | counts s | submit s | "
              "events s | idle s | CPU ms/file orch+sched / workers / postgres | load before/after | check |",
-             "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|---|"]
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|---|"]
     for r in results:
         b = r.get("breakdown_s", {})
         lines.append(
-            f"| {r['db']} | {r.get('variant', 'current')} | {r['batch_files']} | {r['register_files_per_s']:,.0f} | {r['process_files_per_s']:,.0f} | "
+            f"| {r['db']} | {r['batch_files']} | {r['register_files_per_s']:,.0f} | {r['process_files_per_s']:,.0f} | "
             f"{b.get('ledger.claim', 0):.2f} | {b.get('ledger.record', 0):.2f} | "
             f"{b.get('ledger.counts (progress refresh)', 0):.2f} | {b.get('client.submit', 0):.2f} | "
             f"{b.get('events: decode + fingerprint check', 0):.2f} | {b.get('waiting for events (idle)', 0):.2f} | "
@@ -473,8 +359,6 @@ def main() -> None:
                         help="PostgreSQL server URL without a database name")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--profile", action="store_true", help="add a cProfile'd run per database (largest batch)")
-    parser.add_argument("--variants", default="current",
-                        help="comma-separated: current (lid_dask as it is), proposed (with the proposed fix)")
     parser.add_argument("--no-wait", action="store_true", help="do not wait for other benchmarks to finish")
     parser.add_argument("--out", type=Path, default=RESULTS / "orchestration.json")
     args = parser.parse_args()
@@ -484,9 +368,6 @@ def main() -> None:
     logging.getLogger("distributed").setLevel(logging.ERROR)
     from lid_dask.cluster import connect
 
-    variants = [v.strip() for v in args.variants.split(",") if v.strip()]
-    if set(variants) - {"current", "proposed"}:
-        parser.error("--variants takes current and/or proposed")
     batches = [int(b) for b in args.batch_sizes.split(",")]
     dbs = [d.strip() for d in args.dbs.split(",") if d.strip()]
     if not args.no_wait:
@@ -494,7 +375,7 @@ def main() -> None:
     machine = f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, load {os.getloadavg()[0]:.2f}"
     code = code_state()
     print(f"orchestration benchmark (lid_dask {code}): {args.files:,} files, batches {batches}, ledgers {dbs}, "
-          f"{args.workers} workers x 1 thread, variants {variants}", flush=True)
+          f"{args.workers} workers x 1 thread", flush=True)
     client = connect(n_workers=args.workers, threads_per_worker=1, dashboard_address=None)
     results = []
     try:
@@ -502,36 +383,25 @@ def main() -> None:
         measure(client, "sqlite", args.pg, 2_000, 500, None)
         for db in dbs:
             for batch in batches:
-                for variant in variants:
-                    if not args.no_wait:
-                        wait_for_quiet_machine()
-                    restore_patch = apply_proposed_patch() if variant == "proposed" else None
-                    breakdown = instrument()
-                    try:
-                        r = measure(client, db, args.pg, args.files, batch, breakdown)
-                    finally:
-                        breakdown.restore()
-                        if restore_patch:
-                            restore_patch()
-                    r["variant"] = variant
-                    print_row(r)
-                    results.append(r)
+                if not args.no_wait:
+                    wait_for_quiet_machine()
+                breakdown = instrument()
+                try:
+                    r = measure(client, db, args.pg, args.files, batch, breakdown)
+                finally:
+                    breakdown.restore()
+                print_row(r)
+                results.append(r)
             if args.profile:
-                for variant in variants:
-                    restore_patch = apply_proposed_patch() if variant == "proposed" else None
-                    try:
-                        r = measure(client, db, args.pg, args.files, max(batches), None, profile=True)
-                    finally:
-                        if restore_patch:
-                            restore_patch()
-                    r.update(variant=variant, profiled=True)
-                    print_row(r)
-                    results.append(r)
+                r = measure(client, db, args.pg, args.files, max(batches), None, profile=True)
+                r["profiled"] = True
+                print_row(r)
+                results.append(r)
     finally:
         client.close()
         if client.cluster is not None:
             client.cluster.close()
-    meta = {"files": args.files, "workers": args.workers, "machine": machine, "variants": variants,
+    meta = {"files": args.files, "workers": args.workers, "machine": machine,
             "lid_dask_code": code,
             "date": time.strftime("%Y-%m-%d %H:%M:%S"), "command": " ".join(sys.argv)}
     print()
