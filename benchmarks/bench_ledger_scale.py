@@ -14,8 +14,8 @@ retry), 3 % dead, 2 % leased, with eight error kinds.
 Then, each timed `--repeat` times (median, min, max reported; target < 50 ms):
 ``ledger.claim(run, owner, 256, 600)`` (leases 256 more files each time), ``ledger.record`` of a
 claimed batch of 256 (null-model results; not in the target list, shown for the per-batch cost),
-and the status queries ``ledger.counts``, ``ledger.top_errors``, ``ledger.done_since`` (last
-10 minutes) and the whole of ``Run.status()`` (what ``lid-dask status`` runs). For every query over
+and the status queries ``ledger.counts``, ``ledger.top_errors``, ``ledger.done_since`` and
+``ledger.first_finished_since`` (last 10 minutes), and the whole of ``Run.status()`` (what ``lid-dask status`` runs). For every query over
 target, or all with ``--explain-all``, the statements it ran are captured and explained
 (PostgreSQL: ``EXPLAIN (ANALYZE, BUFFERS)`` inside a rolled-back transaction; SQLite:
 ``EXPLAIN QUERY PLAN``). Finally the counts, error kinds and recent finishes are checked against
@@ -296,6 +296,7 @@ def bench_database(kind: str, args) -> dict:
             "counts": lambda: ledger.counts(run.id),
             "top_errors": lambda: ledger.top_errors(run.id),
             "done_since(10 min)": lambda: ledger.done_since(run.id, since()),
+            "first_finished_since(10 min)": lambda: ledger.first_finished_since(run.id, since()),
             "Run.status()": Run("archive", ledger=ledger).status,
         }
         out["timings"] = {}
@@ -304,7 +305,7 @@ def bench_database(kind: str, args) -> dict:
             out["timings"][name] = timed(call, args.repeat)
             t = out["timings"][name]
             flag = "" if t["median_ms"] < TARGET_MS else "  OVER TARGET"
-            print(f"  {name:<20} median {t['median_ms']:8.1f} ms  (min {t['min_ms']:.1f}, max {t['max_ms']:.1f}){flag}",
+            print(f"  {name:<28} median {t['median_ms']:8.1f} ms  (min {t['min_ms']:.1f}, max {t['max_ms']:.1f}){flag}",
                   flush=True)
         out["plans"] = {}
         for name, call in calls.items():
