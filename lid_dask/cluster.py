@@ -33,9 +33,10 @@ def connect(scheduler: str | None = None, *, security=None, n_workers: int | Non
     """A client for `scheduler` (``tcp://`` or ``tls://``, with a `distributed.security.Security`
     for TLS), else a LocalCUDACluster when GPUs exist, else a LocalCluster of processes.
 
-    Local workers get the lid-dask preloads (plus `preload` modules, e.g. plug-in backends), one
-    task thread each (one model per process keeps memory predictable) and the machine's cores
-    shared out between them for the model's own threads, where Dask would give each one core.
+    Local workers get the lid-dask preloads (plus `preload` modules, e.g. plug-in backends) and one
+    task thread each (one model per process keeps memory predictable); CPU workers also get the
+    machine's cores shared out between them for the model's own threads, where Dask would give
+    each one core.
     """
     if scheduler:
         return Client(scheduler, security=security)
@@ -43,18 +44,17 @@ def connect(scheduler: str | None = None, *, security=None, n_workers: int | Non
     cluster_kwargs.setdefault("silence_logs", logging.WARNING)
     if dashboard_address is None:  # no dashboard, and its HTTP routes (/health, /metrics) on any free port
         cluster_kwargs.setdefault("scheduler_kwargs", {}).setdefault("dashboard_address", ":0")
-    gpus = gpu_count()
-    workers = gpus or n_workers or max(1, (os.cpu_count() or 1) // threads_per_worker)
-    env = {**model_threads(workers, threads_per_worker), **cluster_kwargs.pop("env", {})}
-    common = dict(threads_per_worker=threads_per_worker, dashboard_address=dashboard_address, env=env,
+    common = dict(threads_per_worker=threads_per_worker, dashboard_address=dashboard_address,
                   preload=["lid_dask.worker", *preload], preload_nanny=["lid_dask.nanny"], **cluster_kwargs)
-    if gpus:
+    if gpu_count() > 0:  # dask-cuda sets each worker's env itself (CUDA_VISIBLE_DEVICES)
         from dask_cuda import LocalCUDACluster
 
-        log.info("starting a LocalCUDACluster on %d GPU(s)", gpus)
+        log.info("starting a LocalCUDACluster on %d GPU(s)", gpu_count())
         cluster = LocalCUDACluster(resources={"GPU": 1}, **common)
     else:
-        cluster = LocalCluster(n_workers=workers, processes=True, **common)
+        workers = n_workers or max(1, (os.cpu_count() or 1) // threads_per_worker)
+        env = {**model_threads(workers, threads_per_worker), **common.pop("env", {})}
+        cluster = LocalCluster(n_workers=workers, processes=True, env=env, **common)
     return Client(cluster)
 
 
