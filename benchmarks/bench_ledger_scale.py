@@ -34,9 +34,7 @@ import json
 import os
 import statistics
 import sys
-import tempfile
 import time
-import uuid
 from pathlib import Path
 
 import numpy as np
@@ -221,39 +219,15 @@ def exact_figures(ledger, run_id: int, since: dt.datetime) -> dict:
 
 # -- one database -------------------------------------------------------------------------------
 
-@contextlib.contextmanager
-def fresh_database(kind: str, pg_base: str, keep: bool):
-    if kind == "sqlite":
-        folder = tempfile.mkdtemp(prefix="lid-scale-", dir=os.environ.get("LID_BENCH_TMP"))
-        try:
-            yield f"sqlite:///{folder}/ledger.db"
-        finally:
-            if not keep:
-                import shutil
-
-                shutil.rmtree(folder, ignore_errors=True)
-        return
-    import psycopg
-
-    name = f"lid_bench_scale_{uuid.uuid4().hex[:6]}"
-    admin = pg_base.replace("postgresql+psycopg://", "postgresql://") + "/postgres"
-    with psycopg.connect(admin, autocommit=True) as connection:
-        connection.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield f"{pg_base}/{name}"
-    finally:
-        if not keep:
-            with psycopg.connect(admin, autocommit=True) as connection:
-                connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
 def bench_database(kind: str, args) -> dict:
     from lid_dask.ledger import Ledger, Outcome
     from lid_dask.results import FileResult, ModelVerdict
     from lid_dask.runs import Run
 
     out: dict = {"db": kind, "files": args.files}
-    with fresh_database(kind, args.pg, args.keep) as url:
+    from bench_orchestration import fresh_database
+
+    with fresh_database(kind, args.pg, "scale", keep=args.keep) as url:
         ledger = Ledger(url, migrate=False)
         ledger.migrate("0002")  # the schema before the counter table: the upgrade below backfills it
         run = ledger.create_run("archive", {"identify": {"models": ["null"]}})

@@ -39,6 +39,7 @@ import json
 import os
 import platform
 import pstats
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -99,11 +100,16 @@ def code_state() -> str:
 # -- databases ----------------------------------------------------------------------------------
 
 @contextlib.contextmanager
-def fresh_database(kind: str, pg_base: str, tag: str):
-    """A SQLAlchemy URL of an empty database; dropped (or deleted) afterwards."""
+def fresh_database(kind: str, pg_base: str, tag: str, keep: bool = False):
+    """A SQLAlchemy URL of an empty database; dropped (or deleted) afterwards unless `keep`.
+    SQLite files go under ``$LID_BENCH_TMP`` when set (a ledger of millions of files needs room)."""
     if kind == "sqlite":
-        with tempfile.TemporaryDirectory(prefix="lid-bench-") as folder:
+        folder = tempfile.mkdtemp(prefix=f"lid-bench-{tag}-", dir=os.environ.get("LID_BENCH_TMP"))
+        try:
             yield f"sqlite:///{folder}/ledger.db"
+        finally:
+            if not keep:
+                shutil.rmtree(folder, ignore_errors=True)
         return
     import psycopg
 
@@ -114,8 +120,9 @@ def fresh_database(kind: str, pg_base: str, tag: str):
     try:
         yield f"{pg_base}/{name}"
     finally:
-        with psycopg.connect(admin, autocommit=True) as connection:
-            connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        if not keep:
+            with psycopg.connect(admin, autocommit=True) as connection:
+                connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def verify(ledger, run_id: int, expected: int) -> dict:
