@@ -81,8 +81,9 @@ def stratified_limit(df: pd.DataFrame, limit: int | None, seed: int = 0) -> pd.D
 
 @functools.lru_cache(maxsize=4096)
 def base_code(label: str | None) -> str | None:
-    """Label or prediction -> base language through lid_dask.languages (``jw`` -> ``jv``)."""
-    if label is None or (isinstance(label, float)) or str(label).strip() == "":
+    """Label or prediction -> base language through lid_dask.languages (``jw`` -> ``jv``);
+    None for no label and for ``und`` (undetermined is no answer)."""
+    if label is None or (isinstance(label, float)) or str(label).strip() in ("", "und"):
         return None
     from lid_dask.languages import base_language, to_code
 

@@ -38,7 +38,6 @@ import argparse
 import json
 import logging
 import os
-import random
 import shutil
 import subprocess
 import sys
@@ -49,7 +48,8 @@ from pathlib import Path
 import pandas as pd
 
 HERE = Path(__file__).resolve().parent
-RESULTS = HERE / "results"
+sys.path.insert(0, str(HERE))
+from _common import RESULTS, base_code, load_manifest, stratified_limit, whisper_languages  # noqa: E402
 DEFAULT_MANIFEST = "/work/data/synth/manifest.csv"
 
 ESPEAK_SENTENCES = {  # fallback only: short everyday sentences, five per language
@@ -127,58 +127,11 @@ def find_manifest(requested: str | None) -> tuple[Path, str]:
 
 
 def pick(manifest: Path, limit: int, split: str, seed: int = 0) -> pd.DataFrame:
-    df = pd.read_csv(manifest, dtype=str, keep_default_na=False)
-    for column, default in (("kind", "clip"), ("engine", "?"), ("split", "all")):
-        if column not in df.columns:
-            df[column] = default
-    df = df[df["kind"] == "clip"]
-    if split != "all":
-        df = df[df["split"] == split]
-    df = df.assign(path=[str((manifest.parent / u).resolve()) if "://" not in u else u for u in df["uri"]])
+    """The manifest's clips that exist, each engine's share spread round-robin over its languages
+    (`_common.stratified_limit`), in manifest order."""
+    df = load_manifest(manifest, kind="clip", split=split)
     df = df[[Path(p).exists() for p in df["path"]]].sort_values(["engine", "language", "uri"])
-    # Each engine gets a share in proportion to its clips, spread round-robin over its languages.
-    rng = random.Random(seed)
-    limit = min(limit, len(df))
-    sizes = df["engine"].value_counts().sort_index()
-    quota = {e: max(1, round(limit * n / len(df))) for e, n in sizes.items()}
-    while sum(quota.values()) > limit:
-        quota[max(quota, key=quota.get)] -= 1
-    picked: list = []
-    for engine, share in quota.items():
-        groups = {lang: list(g.index) for lang, g in df[df["engine"] == engine].groupby("language", sort=True)}
-        for members in groups.values():
-            rng.shuffle(members)
-        order = sorted(groups)
-        rng.shuffle(order)
-        while share > 0 and any(groups.values()):
-            for lang in order:
-                if share > 0 and groups[lang]:
-                    picked.append(groups[lang].pop())
-                    share -= 1
-    return df.loc[sorted(picked)].reset_index(drop=True)
-
-
-def base(label) -> str | None:
-    from lid_dask.languages import base_language, to_code
-
-    if label is None or (isinstance(label, float) and label != label) or str(label).strip() in ("", "und"):
-        return None
-    try:
-        return base_language(to_code(str(label)))
-    except ValueError:
-        return None
-
-
-def whisper_languages() -> set[str]:
-    """Base languages the bundled Whisper can answer at all."""
-    import tokenizers
-
-    from lid_dask.models.bundled import bundled_model_dir
-
-    folder = bundled_model_dir()
-    config = json.loads((folder / "config.json").read_text())
-    tok = tokenizers.Tokenizer.from_file(str(folder / "tokenizer.json"))
-    return {b for b in (base(tok.id_to_token(i)) for i in config.get("lang_ids", [])) if b}
+    return stratified_limit(df, limit, seed).sort_index().reset_index(drop=True)
 
 
 # -- methods ------------------------------------------------------------------------------------
@@ -255,8 +208,8 @@ def lid_dask_cluster(paths: list[str], workers: int, batches: list[int], folder:
 # -- scoring and output -------------------------------------------------------------------------
 
 def score(files: pd.DataFrame, predictions: list, known: set[str]) -> dict:
-    labels = [base(label) for label in files["language"]]
-    predicted = [base(p) for p in predictions]
+    labels = [base_code(label) for label in files["language"]]
+    predicted = [base_code(p) for p in predictions]
     rows = pd.DataFrame({"engine": files["engine"], "label": labels, "predicted": predicted})
     rows["correct"] = rows["label"] == rows["predicted"]
     answerable = rows[rows["label"].isin(known)]
@@ -280,7 +233,6 @@ def main() -> None:
     parser.add_argument("--no-wait", action="store_true")
     parser.add_argument("--out", type=Path, default=RESULTS / "cluster_e2e.json")
     args = parser.parse_args()
-    sys.path.insert(0, str(HERE))
     logging.getLogger("distributed").setLevel(logging.ERROR)
 
     manifest, source = find_manifest(args.manifest)
@@ -341,7 +293,7 @@ def main() -> None:
         engines = " ".join(f"{100 * s['by_engine'][e]['accuracy']:>11.1f}%" for e in sorted(s["by_engine"]))
         print(f"{m['method']:<52} {m['files_per_s']:>8.2f} {m['vs_faster_whisper']:>5.2f}x {scaling:>8} "
               f"{100 * s['accuracy']:>8.1f}% {100 * s['accuracy_answerable']:>10.1f}% {engines}")
-    agree = {m["method"]: float(pd.Series([base(a) == base(b) for a, b in zip(m["predictions"], methods[0]["predictions"])]).mean())
+    agree = {m["method"]: float(pd.Series([base_code(a) == base_code(b) for a, b in zip(m["predictions"], methods[0]["predictions"])]).mean())
              for m in table[1:]}
     print("agreement with the faster-whisper loop: " + ", ".join(f"{k} {100 * v:.0f}%" for k, v in agree.items()))
     reference = next((m for m in table if m["method"].startswith("lid-dask in-process")), None)
@@ -349,7 +301,7 @@ def main() -> None:
     if reference:
         for m in table:
             if m["workers"]:
-                same_as_in_process[m["method"]] = sum(base(a) == base(b)
+                same_as_in_process[m["method"]] = sum(base_code(a) == base_code(b)
                                                       for a, b in zip(m["predictions"], reference["predictions"]))
         print("cluster answers identical to the in-process Identifier: " +
               ", ".join(f"{k} {v}/{len(paths)}" for k, v in same_as_in_process.items()))
