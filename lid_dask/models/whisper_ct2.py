@@ -46,7 +46,6 @@ class WhisperCT2(Backend):
     ``batch`` (windows per call: 4 on CPU, 32 on CUDA)."""
 
     backend_name = "whisper-ct2"
-    max_batch = 16
 
     def __init__(self, spec: ModelSpec, device: str = "cpu"):
         super().__init__(spec, device)
