@@ -50,7 +50,7 @@ def iter_entries(sources: str | Iterable[str], storage_options: dict | None = No
     if isinstance(sources, str):
         sources = [sources]
     for source in map(str, sources):
-        if is_audio_name(source) and not any(char in source for char in "*?["):
+        if is_audio_name(source) and not _is_glob(source):
             yield source, None  # a list of object URLs must not cost a storage request per URL
             continue
         fs, path = url_to_fs(source, **(storage_options or {}))
@@ -58,7 +58,7 @@ def iter_entries(sources: str | Iterable[str], storage_options: dict | None = No
             yield from _s3_inventory(fs, path, storage_options)
         elif path.lower().endswith(MANIFEST_SUFFIXES) and _exists(fs, path):
             yield from _manifest(fs, path, source)
-        elif any(char in path for char in "*?["):
+        elif _is_glob(path):
             for match, info in sorted(fs.glob(path, detail=True).items()):
                 if info.get("type") != "directory":
                     yield _url(fs, source, match), info.get("size")
@@ -66,6 +66,10 @@ def iter_entries(sources: str | Iterable[str], storage_options: dict | None = No
             yield from _walk(fs, path, source)
         else:
             yield source, None
+
+
+def _is_glob(name: str) -> bool:
+    return any(char in name for char in "*?[")
 
 
 def _walk(fs, path: str, source: str) -> Iterator[Entry]:
