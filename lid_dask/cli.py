@@ -206,8 +206,9 @@ def _print_status(status, console) -> None:
     table.add_row(*(str(n) for n in status.counts.values()))
     console.print(table)
     eta = f", ETA {status.eta}" if status.eta and status.remaining else ""
-    console.print(f"{status.total} files, {status.remaining} to go, {status.rate * 60:.1f} files/min "
-                  f"over the last 10 minutes{eta}")
+    pace = (f"{status.rate * 60:.1f} files/min over the last 10 minutes" if status.rate is not None
+            else "pace not measured yet (no two batches finished in the last 10 minutes)")
+    console.print(f"{status.total} files, {status.remaining} to go, {pace}{eta}")
     if status.top_errors:
         console.print("top errors: " + ", ".join(f"{kind} ({n})" for kind, n in status.top_errors))
 
@@ -224,7 +225,6 @@ def _export(args) -> int:
 def _evaluate(args) -> int:
     from lid_dask.evaluation import summary_table, top_confusions, write_report
     from lid_dask.evaluation.workflow import evaluate_run
-    from lid_dask.runs import Run
 
     console = Console(stderr=True)
     run, labels = _labelled_run(args, console)

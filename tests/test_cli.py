@@ -42,3 +42,19 @@ def test_the_command_itself_failing_is_non_zero(audio_dir):
     bad_plan = cli("identify", str(audio_dir / "en.wav"), "--windows", "sideways")
     assert bad_plan.returncode == 2 and "window strategy" in bad_plan.stderr
     assert cli("identify").returncode == 2  # argparse: no files
+
+
+def test_status_says_when_the_pace_is_not_measured_yet(tmp_path):
+    from lid_dask.ledger import Ledger
+    from tests.test_ledger import ok
+
+    url = f"sqlite:///{tmp_path / 'ledger.db'}"
+    ledger = Ledger(url)
+    info = ledger.create_run("one-batch", {})
+    ledger.register(info.id, [f"/a/{i}.wav" for i in range(5)])
+    ledger.record([ok(c) for c in ledger.claim(info.id, "o", 3, 60)], 3, 30)
+    ledger.engine.dispose()
+
+    done = cli("status", "one-batch", "--db", url)
+    assert done.returncode == 0, done.stderr
+    assert "5 files, 2 to go, pace not measured yet" in " ".join(done.stdout.split())
