@@ -14,7 +14,8 @@ Methods:
   Silero VAD, auto windows) through ``iter_results`` (decode + VAD + inference, end to end);
 - ``lid-dask-vad-none``: the same without VAD; ``lid-dask-ctx30``: one 30 s window padded to a
   30 s context (what faster-whisper looks at); ``lid-dask-ctx15``/``-ctx20``: 15/20 s windows and
-  context; ``lid-dask-fp32``: float32 weights (optional);
+  context (no recheck); ``lid-dask-fp32``: float32 weights; ``lid-dask-no-recheck``: the 10 s
+  context's Latin answers taken as they are (``recheck=``) (optional);
 - ``fw-default``: ``WhisperModel(<bundled folder>, device="cpu")`` (compute_type "default": the
   model's float16 becomes float32 on CPU), then per file ``decode_audio`` + ``detect_language``;
 - ``fw-int8``: the same loop with ``compute_type="int8"``.
@@ -51,8 +52,9 @@ METHODS: dict[str, dict] = {
     "lid-dask": {"kind": "lid", "options": {}},
     "lid-dask-vad-none": {"kind": "lid", "options": {"vad": "none"}},
     "lid-dask-ctx30": {"kind": "lid", "options": {"models": "whisper-ct2:bundled?context=30", "windows": "first:1x30"}},
-    "lid-dask-ctx15": {"kind": "lid", "options": {"models": "whisper-ct2:bundled?context=15", "windows": "auto:3x15"}},
-    "lid-dask-ctx20": {"kind": "lid", "options": {"models": "whisper-ct2:bundled?context=20", "windows": "auto:3x20"}},
+    "lid-dask-ctx15": {"kind": "lid", "options": {"models": "whisper-ct2:bundled?context=15&recheck=", "windows": "auto:3x15"}},
+    "lid-dask-ctx20": {"kind": "lid", "options": {"models": "whisper-ct2:bundled?context=20&recheck=", "windows": "auto:3x20"}},
+    "lid-dask-no-recheck": {"kind": "lid", "options": {"models": "whisper-ct2:bundled?recheck="}},
     "lid-dask-fp32": {"kind": "lid", "options": {"models": "whisper-ct2:bundled?compute_type=float32"}},
     "lid-dask-energy": {"kind": "lid", "options": {"vad": "energy"}},
     "fw-default": {"kind": "fw", "compute_type": "default"},
