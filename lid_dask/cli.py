@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 
 from rich.console import Console
@@ -206,7 +207,7 @@ def _print_status(status, console) -> None:
     table.add_row(*(str(n) for n in status.counts.values()))
     console.print(table)
     eta = f", ETA {status.eta}" if status.eta and status.remaining else ""
-    pace = (f"{status.rate * 60:.1f} files/min over the last 10 minutes" if status.rate is not None
+    pace = (f"{status.rate * 60:.1f} files/min over the last 10 minutes" if not math.isnan(status.rate)
             else "pace not measured yet (no two batches finished in the last 10 minutes)")
     console.print(f"{status.total} files, {status.remaining} to go, {pace}{eta}")
     if status.top_errors:

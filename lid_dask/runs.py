@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -35,7 +36,7 @@ class Status:
 
     name: str
     counts: dict[str, int]
-    rate: float | None  # files/s since the first file finished in the last ten minutes; None: not measurable yet
+    rate: float  # files/s since the first file finished in the last ten minutes; NaN: not measurable yet
     top_errors: list[tuple[str, int]]
 
     @property
@@ -48,7 +49,7 @@ class Status:
 
     @property
     def eta(self) -> dt.timedelta | None:
-        return dt.timedelta(seconds=round(self.remaining / self.rate)) if self.rate else None
+        return dt.timedelta(seconds=round(self.remaining / self.rate)) if self.rate > 0 else None
 
 
 class Run:
@@ -112,15 +113,15 @@ class Run:
         The pace is measured from the first file finished in the window, not from the window's
         start, so a run that is 20 s old (or resumed 20 s ago) is not divided by ten minutes. The
         files of that first finish were worked on before it, so only later ones are counted; until
-        a later batch finishes the pace is unknown (None), not zero.
+        a later batch finishes the pace is unknown (NaN), not zero.
         """
         now = dt.datetime.now(dt.timezone.utc)
         first = self.ledger.first_finished_since(self.info.id, now - window)
-        rate = None
+        rate = math.nan
         if first is not None and now > first:
             # Finish times are stored to the microsecond: one more is "strictly after the first".
             later = self.ledger.done_since(self.info.id, first + dt.timedelta(microseconds=1))
-            rate = later / (now - first).total_seconds() if later else None
+            rate = later / (now - first).total_seconds() if later else math.nan
         return Status(self.name, self.ledger.counts(self.info.id), rate, self.ledger.top_errors(self.info.id))
 
     def retry(self, kinds: list[str] | None = None) -> int:
