@@ -33,7 +33,9 @@ from lid_dask.sources import expand_sources
 from lid_dask.speech import speech_seconds
 from lid_dask.windows import WindowPlan
 
-MIN_SPEECH = 1.0  # seconds of speech a window needs to vote, as in ConsensusConfig
+# Seconds of speech a window needs to be counted: stricter than the engine's voting threshold
+# (ConsensusConfig.min_window_speech, 0.5 s), so that the bias is estimated on real speech.
+MIN_SPEECH = 1.0
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

@@ -91,6 +91,7 @@ class WhisperCT2(Backend):
         unknown = set(self.recheck) - set(self.labels)
         if unknown:
             raise ValueError(f"recheck names languages this model does not know: {sorted(unknown)}")
+        self._short_context_factors = np.array([self.recheck.get(label, 1.0) for label in self.labels], np.float32)
 
     def _n_mels(self) -> int:
         preprocessor = self.path / "preprocessor_config.json"
@@ -109,9 +110,7 @@ class WhisperCT2(Backend):
         short = [i for i, length in enumerate(seconds) if length < MAX_CONTEXT]
         if not (self.recheck and short):
             return probabilities
-        rows = probabilities[short]
-        for code, factor in self.recheck.items():
-            rows[:, self.labels.index(code)] *= factor
+        rows = probabilities[short] * self._short_context_factors
         probabilities[short] = rows / np.maximum(rows.sum(axis=1, keepdims=True), 1e-12)
         again = [i for i in short if self.labels[int(probabilities[i].argmax())] in self.recheck]
         if again:
