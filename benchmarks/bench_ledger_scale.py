@@ -262,7 +262,7 @@ def bench_database(kind: str, args) -> dict:
             batch = claimed.pop() if claimed else ledger.claim(run.id, "bench-orchestrator", 256, 600)
             ledger.record([Outcome(c.file_id, FileResult(uri=c.uri, language="en", confidence=0.9, agreement="single",
                                                          models=(ModelVerdict("null", "en", 0.9, {"en": 0.9}),)),
-                                   worker="w") for c in batch], 3, 30.0)
+                                   worker="w") for c in batch], "bench-orchestrator", 3, 30.0)
 
         calls = {
             "claim(256)": claim,

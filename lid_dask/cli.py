@@ -167,13 +167,17 @@ def _run(args) -> int:
                             require_encryption=True)
     client = connect(args.scheduler, security=security, n_workers=args.workers)
     try:
-        run.execute(client, progress=not args.no_progress, **settings)
+        progress = run.execute(client, progress=not args.no_progress, **settings)
     finally:
         cluster = client.cluster
         client.close()
         if cluster is not None:
             cluster.close()
     _print_status(run.status(), console)
+    if progress.ignored:
+        console.print(f"[yellow]{sum(progress.ignored.values())} answers were not recorded[/yellow] (not this "
+                      "session's to record; see the log): " + ", ".join(f"{reason} ({n})"
+                                                                     for reason, n in progress.ignored.items()))
     return 0
 
 

@@ -6,6 +6,10 @@ when the worker's results event arrives. Dask's own retries do not decide what i
 ledger does:
 
 - a worker lost mid-batch: Dask reruns the task elsewhere; a rerun's duplicate event is ignored;
+- a batch cancelled by an earlier orchestrator still finishes on the long-lived cluster and sends
+  its event: every batch carries a random token that no other batch, session or restart reuses,
+  results are paired with claims by the file they name, and the ledger writes an answer only for
+  a file this session leased. Anything else is counted (`Progress.ignored`), logged and dropped;
 - a batch that keeps killing workers (KilledWorker) is split in halves until the poison file is
   alone, and that file is marked dead with its reason;
 - an orchestrator crash: leases expire and the files go back to pending for the next run;
@@ -16,6 +20,7 @@ ledger does:
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import logging
 import os
@@ -25,6 +30,7 @@ import socket
 import threading
 import time
 import uuid
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -71,6 +77,7 @@ class Progress:
     audio_seconds: float = 0.0
     failures: int = 0
     started: float = field(default_factory=time.monotonic)
+    ignored: Counter = field(default_factory=Counter)  # answers not recorded, by reason
 
     @property
     def total(self) -> int:
@@ -88,7 +95,7 @@ class Progress:
 
 @dataclass
 class _Batch:
-    id: int
+    token: str  # random: an answer must quote it, and no other batch of any session has it
     claims: list[Claim]
     future: object
     submitted: float
@@ -108,8 +115,7 @@ class Orchestrator:
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._config_json = json.dumps(self.settings.identify, sort_keys=True)
         self._events: queue.Queue = queue.Queue()
-        self._batches: dict[int, _Batch] = {}
-        self._next_batch = 0
+        self._batches: dict[str, _Batch] = {}
         self._stop = threading.Event()
         self._reference = self.run.fingerprint
         self._workers_seen: dict[str, str] = {}
@@ -129,8 +135,8 @@ class Orchestrator:
             raise RunLocked(f"run {self.run.name!r} is being processed by {holder} (lock until {until:%H:%M:%S} UTC);"
                             " wait for it, or for the lock to expire if that orchestrator died")
         restore = self._install_signal_handlers()
-        self.client.subscribe_topic(RESULTS_TOPIC, self._events.put)
-        self.client.subscribe_topic(FINGERPRINT_TOPIC, self._events.put)
+        for topic in (RESULTS_TOPIC, FINGERPRINT_TOPIC):
+            self.client.subscribe_topic(topic, functools.partial(self._on_event, topic))
         try:
             self._db(self.ledger.expire_leases, self.run.id)
             self._loop()
@@ -152,6 +158,10 @@ class Orchestrator:
             log.warning("orchestrator %s died; took over its run and %d leased files", holder, freed)
             return self._db(self.ledger.acquire_lock, self.run.id, self.owner, self.settings.lease_seconds)
         return False
+
+    def _on_event(self, topic: str, event: tuple) -> None:
+        """Called by the client for each event of `topic`; the loop thread handles it."""
+        self._events.put((topic, event))
 
     # -- the loop ---------------------------------------------------------------------------
 
@@ -186,12 +196,12 @@ class Orchestrator:
         return True
 
     def _submit(self, claims: list[Claim]) -> None:
-        batch_id = self._next_batch
-        self._next_batch += 1
-        future = self.client.submit(identify_batch_task, self.run.name, batch_id, [c.uri for c in claims],
-                                    self._config_json, key=f"lid-batch-{self.owner}-{batch_id}",
+        # The task key is public (dashboard, scheduler state); the token travels only to the worker.
+        token = uuid.uuid4().hex
+        future = self.client.submit(identify_batch_task, self.run.name, token, [c.uri for c in claims],
+                                    self._config_json, key=f"lid-batch-{uuid.uuid4().hex}",
                                     resources=self.settings.resources, pure=False)
-        self._batches[batch_id] = _Batch(batch_id, claims, future, time.monotonic())
+        self._batches[token] = _Batch(token, claims, future, time.monotonic())
 
     def _drain_events(self, timeout: float) -> None:
         try:
@@ -199,24 +209,35 @@ class Orchestrator:
         except queue.Empty:
             return
         while True:
-            _, message = event
-            if "results" in message:
+            topic, (_, message) = event
+            if topic == RESULTS_TOPIC:
                 self._on_results(message)
+            elif isinstance(message, dict) and isinstance(message.get("fingerprint"), dict):
+                self._on_fingerprint(str(message.get("worker")), message["fingerprint"])
             else:
-                self._on_fingerprint(message["worker"], message["fingerprint"])
+                self._ignore("malformed event", "a malformed fingerprint event: %.200r", message)
             try:
                 event = self._events.get_nowait()
             except queue.Empty:
                 return
 
-    def _on_results(self, message: dict) -> None:
-        if message.get("run") != self.run.name:
+    def _on_results(self, message) -> None:
+        if not isinstance(message, dict) or message.get("run") != self.run.name:
+            return  # another run sharing the cluster
+        batch = self._batches.get(message.get("batch"))
+        if batch is None:  # an earlier orchestrator's cancelled batch, or a rerun's duplicate
+            self._ignore("not a batch of this session", "a results event for a batch this orchestrator did not "
+                         "issue or already recorded (worker %s)", message.get("worker"))
             return
-        batch = self._batches.get(message["batch"])
-        if batch is None:  # a rerun's duplicate, or a batch from an earlier orchestrator
+        try:
+            worker = str(message["worker"])
+            environment = dict(message["fingerprint"])
+            results = [FileResult.from_dict(r) for r in message["results"]]
+        except (KeyError, TypeError, ValueError) as exc:
+            self._ignore("malformed event", "a malformed results event for batch %s: %s", batch.token[:8], exc)
+            self._record(batch, [])  # its files are answered as lost below, and retried
             return
-        worker = message["worker"]
-        if not self._on_fingerprint(worker, message["fingerprint"]):
+        if not self._on_fingerprint(worker, environment):
             self._refused_in_a_row += 1
             if self._refused_in_a_row > 3 * max(1, len(self._workers_seen)):
                 raise RuntimeError("every worker differs from the run's environment (see `lid-dask status`); "
@@ -225,9 +246,17 @@ class Orchestrator:
             self._resubmit(batch)
             return
         self._refused_in_a_row = 0
-        results = [FileResult.from_dict(r) for r in message["results"]]
-        self.progress.audio_seconds += sum(r.duration or 0.0 for r in results)
-        self._record(batch, [Outcome(c.file_id, r, worker=worker) for c, r in zip(batch.claims, results)])
+        claims = {c.uri: c for c in batch.claims}
+        outcomes = []
+        for result in results:
+            claim = claims.pop(result.uri, None)
+            if claim is None:
+                self._ignore("names a file outside its batch", "worker %s answered for %r, which batch %s does not "
+                             "hold", worker, result.uri, batch.token[:8])
+                continue
+            outcomes.append(Outcome(claim.file_id, result, worker=worker))
+        self.progress.audio_seconds += sum(o.result.duration or 0.0 for o in outcomes)
+        self._record(batch, outcomes, worker)
 
     def _on_fingerprint(self, worker: str, environment: dict) -> bool:
         """Record a worker's fingerprint; False if it drifted and the run refuses drifted workers."""
@@ -256,7 +285,7 @@ class Orchestrator:
                 # The event travels a different path than the task state; give it time to arrive.
                 batch.finished_at = batch.finished_at or time.monotonic()
                 if time.monotonic() - batch.finished_at > 30:
-                    log.warning("batch %d finished but its results never arrived; resubmitting", batch.id)
+                    log.warning("batch %s finished but its results never arrived; resubmitting", batch.token[:8])
                     self._resubmit(batch)
 
     def _on_error(self, batch: _Batch) -> None:
@@ -265,7 +294,7 @@ class Orchestrator:
         except (FutureCancelledError, TimeoutError) as exc:
             error = exc
         if isinstance(error, KilledWorker):
-            self._batches.pop(batch.id)
+            self._batches.pop(batch.token)
             if len(batch.claims) == 1:
                 claim = batch.claims[0]
                 self._record_outcomes([Outcome(claim.file_id, None, error_kind="killed_worker", error=(
@@ -273,32 +302,48 @@ class Orchestrator:
                     "isolated as a poison file"))])
                 return
             half = len(batch.claims) // 2
-            log.warning("batch %d keeps killing workers; splitting %d files to find the cause",
-                        batch.id, len(batch.claims))
+            log.warning("batch %s keeps killing workers; splitting %d files to find the cause",
+                        batch.token[:8], len(batch.claims))
             self._submit(batch.claims[:half])
             self._submit(batch.claims[half:])
             return
         # Any other exception is a bug or a broken configuration, not a bad file: stop loudly.
-        raise RuntimeError(f"batch {batch.id} failed on the cluster: {type(error).__name__}: {error}") from error
+        raise RuntimeError(f"batch {batch.token[:8]} failed on the cluster: {type(error).__name__}: {error}") from error
 
     def _resubmit(self, batch: _Batch) -> None:
-        self._batches.pop(batch.id, None)
+        self._batches.pop(batch.token, None)
         batch.future.release()
         self._submit(batch.claims)
 
-    def _record(self, batch: _Batch, outcomes: list[Outcome]) -> None:
+    def _record(self, batch: _Batch, outcomes: list[Outcome], worker: str | None = None) -> None:
+        """Record a batch's answers; its files without one are lost this time, and retried."""
+        answered = {o.file_id for o in outcomes}
+        outcomes = outcomes + [Outcome(c.file_id, None, worker=worker, error_kind="lost", retryable=True,
+                             error="the batch's results event did not answer for this file")
+                     for c in batch.claims if c.file_id not in answered]
         self._record_outcomes(outcomes)
-        self._batches.pop(batch.id, None)
+        self._batches.pop(batch.token, None)
         batch.future.release()
 
     def _record_outcomes(self, outcomes: list[Outcome]) -> None:
-        self._db(self.ledger.record, outcomes, self.settings.max_attempts, self.settings.backoff_seconds)
-        self.progress.done_this_session += len(outcomes)
-        self.progress.failures += sum(1 for o in outcomes if o.result is None or
+        refused = self._db(self.ledger.record, outcomes, self.owner, self.settings.max_attempts,
+                           self.settings.backoff_seconds)
+        for refusal in refused:
+            self._ignore("refused by the ledger", "not recorded for file %d (%s): %s", refusal.file_id, refusal.uri,
+                         refusal.reason)
+        refused_ids = {r.file_id for r in refused}
+        recorded = [o for o in outcomes if o.file_id not in refused_ids]
+        self.progress.done_this_session += len(recorded)
+        self.progress.failures += sum(1 for o in recorded if o.result is None or
                                       (not o.result.ok and o.result.error_kind not in ("no_speech", "too_short")))
         self.progress.counts = self._db(self.ledger.counts, self.run.id)  # a few rows of the counter table
         if self.on_progress:
             self.on_progress(self.progress)
+
+    def _ignore(self, reason: str, message: str, *args) -> None:
+        """Count and log an answer that is not recorded."""
+        self.progress.ignored[reason] += 1
+        log.warning("ignored: " + message, *args)
 
     def _housekeeping(self) -> None:
         """Renew the run lock and the leases of in-flight files."""

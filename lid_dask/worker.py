@@ -31,8 +31,11 @@ def worker_fingerprint(config_json: str) -> dict:
     return fp.environment(_identifier(config_json).fingerprint())
 
 
-def identify_batch_task(run: str, batch: int, uris: list[str], config_json: str) -> int:
-    """Identify `uris` and send the results to the orchestrator as one event; return the count."""
+def identify_batch_task(run: str, batch: str, uris: list[str], config_json: str) -> int:
+    """Identify `uris` and send the results to the orchestrator as one event; return the count.
+
+    `batch` is the orchestrator's token for this batch: the event must quote it to be accepted.
+    """
     results = _identifier(config_json).identify_batch(uris)
     worker = get_worker()
     environment = worker_fingerprint(config_json)

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import socket
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -165,3 +167,56 @@ def s3(encoded):
     fs.put(str(encoded["opus"]), "clips/talk/en.opus")
     yield options
     server.stop()
+
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def start_long_lived_cluster(workers: int = 1, preloads: tuple[str, ...] = ("tests.fault_plugins",),
+                             env: dict | None = None):
+    """`dask scheduler` and `dask worker` processes as the deployment runs them (cluster/), on
+    loopback: they outlive the orchestrators that use them. Returns (address, processes)."""
+    port = free_port()
+    environment = {**os.environ, "DASK_DISTRIBUTED__SCHEDULER__ALLOWED_FAILURES": "1", "OMP_NUM_THREADS": "2",
+                   "PYTHONPATH": str(ROOT), **(env or {})}  # PYTHONPATH: the test plug-ins are importable
+    bin_dir = Path(sys.executable).parent
+    scheduler = subprocess.Popen(
+        [str(bin_dir / "dask"), "scheduler", "--host", "127.0.0.1", "--port", str(port),
+         "--dashboard-address", f"127.0.0.1:{free_port()}"],
+        cwd=ROOT, env=environment, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    address = f"tcp://127.0.0.1:{port}"
+    processes = [scheduler]
+    for i in range(workers):
+        preload_args = [arg for module in ("lid_dask.worker", *preloads) for arg in ("--preload", module)]
+        processes.append(subprocess.Popen(
+            [str(bin_dir / "dask"), "worker", address, "--nthreads", "1", "--nworkers", "1", "--host", "127.0.0.1",
+             "--name", f"worker-{i}", "--no-dashboard", "--preload-nanny", "lid_dask.nanny", *preload_args],
+            cwd=ROOT, env=environment, start_new_session=True, stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL))
+    from distributed import Client
+
+    with Client(address, timeout=60) as client:
+        client.wait_for_workers(workers, timeout=120)
+    return address, processes
+
+
+def stop_processes(processes) -> None:
+    for process in reversed(processes):
+        try:
+            os.killpg(process.pid, signal.SIGTERM)
+        except ProcessLookupError:
+            continue
+    for process in processes:
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+
+
+@pytest.fixture(scope="module")
+def long_lived_cluster():
+    """One scheduler and one worker for a whole test module, as `cluster/` deploys them."""
+    address, processes = start_long_lived_cluster()
+    yield address
+    stop_processes(processes)

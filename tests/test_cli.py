@@ -52,7 +52,7 @@ def test_status_says_when_the_pace_is_not_measured_yet(tmp_path):
     ledger = Ledger(url)
     info = ledger.create_run("one-batch", {})
     ledger.register(info.id, [f"/a/{i}.wav" for i in range(5)])
-    ledger.record([ok(c) for c in ledger.claim(info.id, "o", 3, 60)], 3, 30)
+    ledger.record([ok(c) for c in ledger.claim(info.id, "o", 3, 60)], "o", 3, 30)
     ledger.engine.dispose()
 
     done = cli("status", "one-batch", "--db", url)

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 
-from lid_dask.ledger import Ledger, Outcome
+from lid_dask.ledger import Claim, Ledger, Outcome
 from lid_dask.ledger import schema
 from lid_dask.results import FileResult, ModelVerdict
 
@@ -73,14 +73,15 @@ def test_outcomes_transient_backoff_then_dead_and_idempotent_writes(ledger):
     outcomes = [ok(claims["/ok.wav"]), failed(claims["/net.wav"], "network", retryable=True),
                 failed(claims["/bad.wav"], "corrupt"),
                 Outcome(claims["/poison.wav"].file_id, None, error_kind="killed_worker", error="poison")]
-    ledger.record(outcomes, max_attempts=2, backoff=0.2)
-    ledger.record(outcomes[:1], max_attempts=2, backoff=0.2)  # a duplicated result changes nothing
+    assert ledger.record(outcomes, "o", max_attempts=2, backoff=0.2) == []
+    duplicate = ledger.record(outcomes[:1], "o", max_attempts=2, backoff=0.2)  # a duplicated result changes nothing
+    assert [r.reason for r in duplicate] == ["the file is done, not leased"]
     assert ledger.counts(run.id) == {"pending": 0, "leased": 0, "done": 1, "failed": 1, "dead": 2}
     assert ledger.claim(run.id, "o", 10, 60) == []  # the retry is not due yet
     time.sleep(0.25)
     retry = ledger.claim(run.id, "o", 10, 60)
     assert [c.uri for c in retry] == ["/net.wav"] and retry[0].attempts == 2
-    ledger.record([failed(retry[0], "network", retryable=True)], max_attempts=2, backoff=0.2)
+    ledger.record([failed(retry[0], "network", retryable=True)], "o", max_attempts=2, backoff=0.2)
     frame = ledger.results_frame(run.id).set_index("uri")
     assert frame.loc["/net.wav", "state"] == "dead" and "gave up after 2 attempts" in frame.loc["/net.wav", "error"]
     assert frame.loc["/ok.wav", "language"] == "en" and frame.loc["/poison.wav", "error_kind"] == "killed_worker"
@@ -90,6 +91,29 @@ def test_outcomes_transient_backoff_then_dead_and_idempotent_writes(ledger):
     assert dict(ledger.top_errors(run.id)) == {"network": 1, "corrupt": 1, "killed_worker": 1}
     assert ledger.retry(run.id, kinds=["network"]) == 1
     assert ledger.counts(run.id)["pending"] == 1
+
+
+def test_an_answer_is_recorded_only_for_the_file_it_names_leased_by_the_recording_session(ledger):
+    run = ledger.create_run("r", {})
+    ledger.register(run.id, ["/a.wav", "/b.wav", "/c.wav", "/d.wav"])
+    claims = {c.uri: c for c in ledger.claim(run.id, "session-1", 3, 60)}
+    a, b, c = claims["/a.wav"], claims["/b.wav"], claims["/c.wav"]
+    (d,) = ledger.claim(run.id, "session-2", 1, 60)
+    swapped = Outcome(a.file_id, FileResult(uri="/b.wav", language="de", confidence=0.9), worker="w1")
+    refused = ledger.record([swapped, ok(b), ok(d), ok(Claim(999_999, "/x.wav", None, 1))], "session-1", 3, 30)
+    assert {(r.file_id, r.reason) for r in refused} == {
+        (a.file_id, "the answer names another file ('/b.wav')"),
+        (d.file_id, "the file is leased by another orchestrator session"),
+        (999_999, "no such file")}
+    assert ledger.record([ok(b)], "session-1", 3, 30)[0].reason == "the file is done, not leased"  # only once
+    frame = ledger.results_frame(run.id).set_index("uri")
+    assert frame.loc["/b.wav", "state"] == "done" and frame.loc["/b.wav", "language"] == "en"
+    assert list(frame.loc[["/a.wav", "/c.wav", "/d.wav"], "state"]) == ["leased"] * 3
+    with ledger.engine.connect() as connection:
+        assert connection.execute(sa.select(sa.func.count()).select_from(schema.results)).scalar() == 1
+        assert connection.execute(sa.select(sa.func.count()).select_from(schema.attempts)).scalar() == 1
+    assert ledger.release([c.file_id], "session-1") == 1
+    assert ledger.record([ok(c)], "session-1", 3, 30)[0].reason == "the file is pending, not leased"
 
 
 def test_release_gives_files_back_without_spending_an_attempt(ledger):
@@ -196,7 +220,7 @@ def test_state_counts_stay_exact_through_any_sequence_of_operations(ledger, oper
             ledger.record([ok(c) if what == "ok" else
                            Outcome(c.file_id, None, error_kind="lost", error="lost", retryable=True) if what == "lost"
                            else failed(c, what, retryable=what == "network")
-                           for c, what in zip(batch, args[0])], max_attempts=2, backoff=0.0)
+                           for c, what in zip(batch, args[0])], "o", max_attempts=2, backoff=0.0)
         elif name == "retry":
             which, kinds = args
             ledger.retry(runs[which].id, kinds=kinds)
@@ -228,8 +252,9 @@ def test_counts_follow_a_change_of_error_kind_alone(ledger):
     run = ledger.create_run("r", {})
     ledger.register(run.id, ["/a.wav"])
     claim = ledger.claim(run.id, "o", 1, 60)[0]
-    ledger.record([failed(claim, "corrupt")], max_attempts=1, backoff=0)
-    ledger.record([Outcome(claim.file_id, None, error_kind="lost", error="lost", retryable=True)], 1, 0)  # a late duplicate
+    ledger.record([failed(claim, "corrupt")], "o", max_attempts=1, backoff=0)
+    with ledger.engine.begin() as connection:  # an operator's correction, straight in SQL
+        connection.execute(schema.files.update().where(schema.files.c.id == claim.file_id).values(error_kind="lost"))
     assert ledger.top_errors(run.id) == [("lost", 1)]
     assert_counts_exact(ledger)
 
@@ -242,14 +267,14 @@ def test_upgrade_backfills_the_counts_and_downgrade_removes_them(db_url):
     ledger.register(second.id, ["/b/0.wav", "/b/1.wav"])
     claims = ledger.claim(first.id, "o", 6, 60)
     ledger.record([ok(claims[0]), ok(claims[1]), failed(claims[2], "corrupt"), failed(claims[3], "network", True),
-                   failed(claims[4], "corrupt")], max_attempts=3, backoff=60)
+                   failed(claims[4], "corrupt")], "o", max_attempts=3, backoff=60)
 
     ledger.migrate()
     assert ledger.schema_revision() == "0003"
     assert ledger.counts(first.id) == {"pending": 4, "leased": 1, "done": 2, "failed": 1, "dead": 2}
     assert ledger.counts(second.id) == {"pending": 2, "leased": 0, "done": 0, "failed": 0, "dead": 0}
     assert ledger.top_errors(first.id) == [("corrupt", 2), ("network", 1)]
-    ledger.record([ok(claims[5])], max_attempts=3, backoff=60)  # the triggers carry on from the backfill
+    ledger.record([ok(claims[5])], "o", max_attempts=3, backoff=60)  # the triggers carry on from the backfill
     assert_counts_exact(ledger)
 
     ledger.downgrade("0002")
@@ -277,10 +302,10 @@ def test_status_rate_is_measured_from_the_first_finish_not_over_ten_minutes(ledg
     ledger.register(info.id, [f"/a/{i}.wav" for i in range(30)])
     run = Run("young", ledger=ledger)
     assert math.isnan(run.status().rate) and run.status().eta is None  # nothing finished yet
-    ledger.record([ok(c) for c in ledger.claim(info.id, "o", 10, 60)], 3, 30)
+    ledger.record([ok(c) for c in ledger.claim(info.id, "o", 10, 60)], "o", 3, 30)
     assert math.isnan(run.status().rate) and run.status().eta is None  # one finish instant gives no pace
     time.sleep(0.5)
-    ledger.record([ok(c) for c in ledger.claim(info.id, "o", 10, 60)], 3, 30)
+    ledger.record([ok(c) for c in ledger.claim(info.id, "o", 10, 60)], "o", 3, 30)
     status = run.status()
     # 10 files finished after the first batch, at least 0.5 s after it (a ten-minute divisor: 0.03 files/s).
     assert 1.0 < status.rate <= 20.0

@@ -55,6 +55,15 @@ class Outcome:
     extra: dict = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class Refusal:
+    """An outcome `Ledger.record` did not write, and why."""
+
+    file_id: int
+    uri: str | None  # the file the refused answer names, if it carried one
+    reason: str
+
+
 class Ledger:
     """All reads and writes of the ledger database; see the package docstring."""
 
@@ -230,20 +239,33 @@ class Ledger:
                 .values(state=s.PENDING, lease_owner=None, due_at=now, updated_at=now)
             ).rowcount
 
-    def record(self, outcomes: list[Outcome], max_attempts: int, backoff: float) -> None:
-        """Write one batch's outcomes in one transaction: results, predictions, states, attempts."""
+    def record(self, outcomes: list[Outcome], owner: str, max_attempts: int, backoff: float) -> list[Refusal]:
+        """Write one batch's outcomes in one transaction: results, predictions, states, attempts.
+
+        An outcome is written only if its file is leased by `owner` (this orchestrator session)
+        and a result names that very file (its uri is the file's); anything else is refused,
+        written nowhere, and returned with the reason. So a late, duplicated or misdirected
+        answer never lands, and a file is recorded once.
+        """
         if not outcomes:
-            return
+            return []
         now = utcnow()
-        verdicts = [(o, *_failure(o)) for o in outcomes]
-        failed_ids = [o.file_id for o, kind, _, _ in verdicts if kind is not None]
+        select_leases, set_done, set_failed = _batch_statements(self.dialect)
         with self.engine.begin() as connection:
-            select_attempts, set_done, set_failed = _batch_statements(self.dialect)
-            # The attempt count decides between a retry and dead: read it only when something failed.
-            attempts = dict(connection.execute(select_attempts, dict(ids=failed_ids)).all()) if failed_ids else {}
+            if self.dialect == "sqlite":  # take the write lock first: the check below must hold until commit
+                connection.exec_driver_sql("BEGIN IMMEDIATE")
+            leases = {row.id: row for row in connection.execute(select_leases, dict(ids=[o.file_id for o in outcomes]))}
+            refused, accepted = [], []
+            for o in outcomes:
+                reason = _refusal(o, leases.get(o.file_id), owner)
+                if reason:
+                    refused.append(Refusal(o.file_id, o.result.uri if o.result else None, reason))
+                else:
+                    accepted.append(o)
             done, result_rows, prediction_rows, attempt_rows = [], [], [], []
             failed: dict[tuple, list[int]] = {}
-            for o, kind, error, retryable in verdicts:
+            for o in accepted:
+                kind, error, retryable = _failure(o)
                 attempt_rows.append(dict(file_id=o.file_id, finished_at=now, worker=o.worker,
                                          outcome="done" if kind is None else "error", error_kind=kind, error=error))
                 if kind is None:
@@ -251,7 +273,7 @@ class Ledger:
                     result_rows.append(_result_row(o, now))
                     prediction_rows += _prediction_rows(o)
                     continue
-                n = attempts.get(o.file_id, 1)
+                n = leases[o.file_id].attempts
                 if retryable and n < max_attempts:
                     state, due = s.FAILED, now + dt.timedelta(seconds=backoff * 2 ** (n - 1))
                 else:
@@ -265,12 +287,14 @@ class Ledger:
                 connection.execute(self._upsert(s.results, ["file_id"]), result_rows)
             if prediction_rows:
                 connection.execute(self._upsert(s.predictions, ["file_id", "model"]), prediction_rows)
-            connection.execute(self._many(s.attempts.insert()), attempt_rows)
+            if attempt_rows:
+                connection.execute(self._many(s.attempts.insert()), attempt_rows)
             if done:
                 connection.execute(set_done, dict(ids=done, now=now))
             for (state, due, kind, error), file_ids in failed.items():
                 connection.execute(set_failed, dict(ids=file_ids, state=state, due=due, kind=kind, error=error,
                                                      now=now))
+        return refused
 
     def retry(self, run_id: int, states: tuple[str, ...] = (s.DEAD, s.FAILED), kinds: list[str] | None = None) -> int:
         """Send failed or dead files back to pending with a fresh attempt budget."""
@@ -459,7 +483,8 @@ class Ledger:
 
 @functools.cache
 def _batch_statements(dialect: str) -> tuple[sa.Select, sa.Update, sa.Update]:
-    """record()'s statements over one batch of file ids: read attempts, set done, set failed/dead.
+    """record()'s statements over one batch of file ids: read (and lock) the leases, set done,
+    set failed/dead.
 
     PostgreSQL takes the ids as one array (`id = ANY(:ids)`): one short statement whatever the
     batch size, instead of an IN list of one parameter per file rendered for every batch.
@@ -469,13 +494,16 @@ def _batch_statements(dialect: str) -> tuple[sa.Select, sa.Update, sa.Update]:
         in_batch = f.c.id == sa.any_(sa.bindparam("ids", type_=postgresql.ARRAY(sa.BigInteger)))
     else:
         in_batch = f.c.id.in_(sa.bindparam("ids", expanding=True))
+    select_leases = sa.select(f.c.id, f.c.uri, f.c.state, f.c.lease_owner, f.c.attempts).where(in_batch)
+    if dialect == "postgresql":
+        select_leases = select_leases.with_for_update()
     set_done = (f.update().where(in_batch)
                 .values(state=s.DONE, lease_owner=None, error_kind=None, error=None,
                         updated_at=sa.bindparam("now"), due_at=sa.bindparam("now")))
     set_failed = (f.update().where(in_batch)
                   .values(state=sa.bindparam("state"), due_at=sa.bindparam("due"), lease_owner=None,
                           error_kind=sa.bindparam("kind"), error=sa.bindparam("error"), updated_at=sa.bindparam("now")))
-    return sa.select(f.c.id, f.c.attempts).where(in_batch), set_done, set_failed
+    return select_leases, set_done, set_failed
 
 
 def _make_engine(url: str) -> sa.Engine:
@@ -500,6 +528,19 @@ def _aware(value: dt.datetime | None) -> dt.datetime | None:
     if value is not None and value.tzinfo is None:
         return value.replace(tzinfo=dt.timezone.utc)
     return value
+
+
+def _refusal(o: Outcome, lease, owner: str) -> str | None:
+    """Why an outcome may not be written for its file (None: it may)."""
+    if lease is None:
+        return "no such file"
+    if o.result is not None and o.result.uri != lease.uri:
+        return f"the answer names another file ({o.result.uri!r})"
+    if lease.state != s.LEASED:
+        return f"the file is {lease.state}, not leased"
+    if lease.lease_owner != owner:
+        return "the file is leased by another orchestrator session"
+    return None
 
 
 def _failure(o: Outcome) -> tuple[str | None, str | None, bool]:

@@ -1,0 +1,142 @@
+"""The orchestrator's decisions, fast: a fake client whose "cluster" answers with crafted events.
+
+The real cluster paths are in test_runs.py and test_integrity.py; here each test decides exactly
+which results events arrive (stale, partial, misdirected, malformed, duplicated) and checks what
+the ledger ends with.
+"""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from lid_dask.orchestrator import Orchestrator, RunSettings
+from lid_dask.results import FileResult
+from lid_dask.runs import Run
+from lid_dask.worker import RESULTS_TOPIC
+
+FINGERPRINT = {"packages": {"lid-dask": "test"}}
+
+
+class FakeFuture:
+    def __init__(self):
+        self.status = "finished"
+
+    def release(self):
+        pass
+
+    def cancel(self):
+        self.status = "cancelled"
+
+
+class FakeClient:
+    """Runs no task: `answer(run, token, uris, attempt)` returns the events a submitted batch sends."""
+
+    def __init__(self, answer):
+        self.answer = answer
+        self.handlers = {}
+        self.submitted: list[list[str]] = []
+
+    def nthreads(self):
+        return {"worker": 1}
+
+    def scheduler_info(self):
+        return {"workers": {}}
+
+    def subscribe_topic(self, topic, handler):
+        self.handlers[topic] = handler
+
+    def unsubscribe_topic(self, topic):
+        self.handlers.pop(topic)
+
+    def submit(self, task, run, token, uris, config_json, **_):
+        self.submitted.append(uris)
+        for message in self.answer(run, token, uris, len(self.submitted)):
+            self.handlers[RESULTS_TOPIC]((time.time(), message))
+        return FakeFuture()
+
+
+def answers(run, token, uris, language="en"):
+    """The event an honest worker sends: one result per file, naming it."""
+    return {"run": run, "batch": token, "worker": "worker", "fingerprint": FINGERPRINT,
+            "results": [FileResult(uri=u, language=language, confidence=0.9, agreement="single",
+                                   duration=float(len(u))).to_dict() for u in uris]}
+
+
+@pytest.fixture
+def run(tmp_path):
+    files = [f"/audio/{name}.wav" for name in ("a", "bb", "ccc", "dddd", "eeeee", "ffffff")]
+    return Run.create("r", files, db=f"sqlite:///{tmp_path / 'ledger.db'}", models="null")
+
+
+def execute(run, client, **settings):
+    defaults = dict(batch_files=2, backoff_seconds=0.0, max_attempts=3)
+    orchestrator = Orchestrator(run.ledger, run.name, client, RunSettings(**{**defaults, **settings}))
+    progress = orchestrator.execute()
+    return progress
+
+
+def assert_every_file_holds_its_own_answer(run):
+    frame = run.results()
+    assert set(frame.state) == {"done"}, frame[["uri", "state", "error"]]
+    assert (frame.duration == frame.uri.str.len()).all()  # each duration was made from its own uri
+    assert run.status().counts["leased"] == 0
+
+
+def test_stale_events_of_another_session_are_counted_and_ignored(run):
+    def answer(name, token, uris, attempt):
+        stale = answers(name, "token-of-a-dead-orchestrator", list(reversed(uris)), language="xx")
+        return [stale, answers(name, token, uris)]
+
+    progress = execute(run, FakeClient(answer))
+    assert_every_file_holds_its_own_answer(run)
+    assert set(run.results().language) == {"en"}
+    assert progress.ignored == {"not a batch of this session": 3}
+
+
+def test_results_are_paired_with_files_by_uri_not_by_position(run):
+    progress = execute(run, FakeClient(lambda name, token, uris, _: [answers(name, token, list(reversed(uris)))]))
+    assert_every_file_holds_its_own_answer(run)
+    assert not progress.ignored
+
+
+def test_a_duplicated_event_is_recorded_once(run):
+    def answer(name, token, uris, attempt):
+        return [answers(name, token, uris), answers(name, token, uris, language="de")]
+
+    progress = execute(run, FakeClient(answer))
+    assert_every_file_holds_its_own_answer(run)
+    assert set(run.results().language) == {"en"}
+    assert progress.ignored == {"not a batch of this session": 3}
+    assert run.results().attempts.tolist() == [1] * 6
+
+
+def test_partial_foreign_and_malformed_events_fail_nothing_else(run):
+    """First attempts misbehave; the files they leave unanswered are retried, none stays leased."""
+    def answer(name, token, uris, attempt):
+        if attempt == 1:  # partial: only the first file answered
+            return [answers(name, token, uris[:1])]
+        if attempt == 2:  # one answer names a file outside the batch
+            event = answers(name, token, uris)
+            event["results"][0]["uri"] = "/audio/elsewhere.wav"
+            return [event]
+        if attempt == 3:  # malformed
+            return [{"run": name, "batch": token, "worker": "worker", "fingerprint": FINGERPRINT, "results": 7}]
+        return [answers(name, token, uris)]
+
+    progress = execute(run, FakeClient(answer))
+    assert_every_file_holds_its_own_answer(run)
+    assert progress.ignored == {"names a file outside its batch": 1, "malformed event": 1}
+    # Each misbehaviour cost the files it left unanswered one attempt: 1 (partial), 1 (the file
+    # whose answer named another), 2 (malformed); nothing else was charged.
+    assert run.results().attempts.sum() == 6 + 4
+
+
+def test_a_worker_that_never_answers_right_ends_with_dead_files_not_leased_ones(run):
+    progress = execute(run, FakeClient(lambda name, token, uris, _: [answers(name, token, ["/nope.wav"])]))
+    frame = run.results()
+    assert set(frame.state) == {"dead"} and set(frame.error_kind) == {"lost"}
+    assert frame.error.str.contains("did not answer for this file").all()
+    assert run.status().counts["leased"] == 0
+    assert progress.ignored == {"names a file outside its batch": 9}  # 3 attempts of 3 batches
