@@ -112,6 +112,11 @@ def _parser() -> argparse.ArgumentParser:
     import_review.add_argument("--dataset", default="reviewed",
                                help="ground-truth name; evaluate with --labels db:NAME (default reviewed)")
     _db_option(import_review)
+    db = commands.add_parser("db", help="the ledger database itself")
+    db_commands = db.add_subparsers(dest="db_command", required=True)
+    upgrade = db_commands.add_parser("upgrade", help="create the ledger's tables or upgrade its schema to this "
+                                                     "lid-dask's (runs do it too; other commands never do)")
+    _db_option(upgrade)
     return parser
 
 
@@ -142,6 +147,7 @@ def _run(args) -> int:
     from lid_dask.cluster import connect
     from lid_dask.ledger import Ledger
     from lid_dask.runs import Run
+    from lid_dask.storage import local_worker_environment, split_secrets
 
     options = dict(models=args.models, windows=args.windows, vad=args.vad, device=args.device,
                    languages=args.languages.split(",") if args.languages else None,
@@ -150,22 +156,29 @@ def _run(args) -> int:
     settings = {k: v for k, v in settings.items() if v is not None}
     ledger = Ledger(_db(args))
     if args.name and args.name in {r.name for r in ledger.list_runs()}:
-        run = Run(args.name, ledger=ledger)
-        added = run.add(args.sources, args.storage_options) if args.sources else 0
+        run = Run(args.name, ledger=ledger, storage_options=args.storage_options)
+        added = run.add(args.sources) if args.sources else 0
     else:
         if not args.sources:
             raise ValueError("a new run needs at least one SOURCE")
         run = Run.create(args.name, [], _db(args), **{k: v for k, v in options.items() if v is not None}, **settings)
-        added = run.add(args.sources, args.storage_options)
+        added = run.add(args.sources)
     console = Console(stderr=True)
     console.print(f"run [bold]{run.name}[/bold] in {ledger.url_for_display}: {added} new files")
+    _, secret = split_secrets(args.storage_options)
+    if secret:
+        reach = ("the local workers get them through their environment" if not args.scheduler else
+                 "remote workers read the audio with credentials from their own environment "
+                 "(LID_DASK_STORAGE_OPTIONS, FSSPEC_*, AWS_*: see cluster/README.md)")
+        console.print(f"storage credentials ({', '.join(sorted(secret))}) were used here for listing only and "
+                      f"are not stored in the ledger; {reach}")
     security = None
     if args.scheduler and args.scheduler.startswith("tls://"):
         from distributed.security import Security
 
         security = Security(tls_ca_file=args.tls_ca, tls_client_cert=args.tls_cert, tls_client_key=args.tls_key,
                             require_encryption=True)
-    client = connect(args.scheduler, security=security, n_workers=args.workers)
+    client = connect(args.scheduler, security=security, n_workers=args.workers, env=local_worker_environment(secret))
     try:
         progress = run.execute(client, progress=not args.no_progress, **settings)
     finally:
@@ -185,7 +198,7 @@ def _status(args) -> int:
     from lid_dask.ledger import Ledger
     from lid_dask.runs import Run
 
-    ledger = Ledger(_db(args))
+    ledger = Ledger.existing(_db(args))
     console = Console()
     if not args.name:
         for info in ledger.list_runs():
@@ -219,9 +232,9 @@ def _print_status(status, console) -> None:
 
 
 def _export(args) -> int:
-    from lid_dask.runs import Run
+    from lid_dask.runs import Run, file_name
 
-    target = args.output or f"{args.name}.{args.format}"
+    target = args.output or f"{file_name(args.name)}.{args.format}"
     rows = Run(args.name, _db(args)).export(target, args.format)
     Console(stderr=True).print(f"wrote {rows} rows to {target}")
     return 0
@@ -257,7 +270,7 @@ def _labelled_run(args, console):
     from lid_dask.ledger import Ledger
     from lid_dask.runs import Run
 
-    ledger = Ledger(_db(args))
+    ledger = Ledger.existing(_db(args)) if getattr(args, "run", None) else Ledger(_db(args))
     labels = load_ground_truth(args.labels, ledger, kind=args.label_format, split=args.split)
     if labels.unknown:
         console.print(f"[yellow]{sum(labels.unknown.values())} labels name no known language:[/yellow] "
@@ -302,8 +315,16 @@ def _review(args) -> int:
         n = export_review(Run(args.name, _db(args)), args.output)
         console.print(f"{n} files to review written to {args.output}; fill in reviewed_language")
     else:
-        n = import_review(Ledger(_db(args)), args.path, args.dataset)
+        n = import_review(Ledger.existing(_db(args)), args.path, args.dataset)
         console.print(f"{n} reviewed labels stored as ground truth; use --labels db:{args.dataset}")
+    return 0
+
+
+def _database(args) -> int:
+    from lid_dask.ledger import Ledger
+
+    ledger = Ledger(_db(args))
+    Console(stderr=True).print(f"the ledger at {ledger.url_for_display} has schema {ledger.schema_revision()}")
     return 0
 
 
@@ -369,11 +390,11 @@ def _print_table(frame, out) -> None:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     commands = {"identify": _identify, "run": _run, "status": _status, "export": _export, "retry": _retry,
-                "evaluate": _evaluate, "calibrate": _calibrate, "review": _review}
+                "evaluate": _evaluate, "calibrate": _calibrate, "review": _review, "db": _database}
     try:
         return commands[args.command](args)
     except (ValueError, RuntimeError, OSError, LookupError) as exc:
-        Console(stderr=True).print(f"[red]error:[/red] {exc}")
+        Console(stderr=True, soft_wrap=True).print(f"[red]error:[/red] {exc}")  # soft: paths stay whole
         return 2
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -20,6 +21,7 @@ from lid_dask.ledger.ledger import DEFAULT_URL
 from lid_dask.models import DEFAULT_MODEL, ModelSpec
 from lid_dask.orchestrator import Orchestrator, Progress, settings_from_config
 from lid_dask.sources import iter_entries
+from lid_dask.storage import local_worker_environment, split_secrets
 
 
 RESULT_DTYPES = {
@@ -52,13 +54,25 @@ class Status:
         return dt.timedelta(seconds=round(self.remaining / self.rate)) if self.rate > 0 else None
 
 
-class Run:
-    """A named run in a ledger: its configuration, files and results."""
+def file_name(run_name: str) -> str:
+    """A file name for `run_name` in the working folder (a name like ``../../x`` cannot steer it)."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", run_name).lstrip(".") or "run"
 
-    def __init__(self, name: str, db: str = DEFAULT_URL, ledger: Ledger | None = None):
-        self.ledger = ledger or Ledger(db)
+
+class Run:
+    """A named run in a ledger: its configuration, files and results.
+
+    `storage_options` may hold credentials: they are used by this process (listing sources, and
+    the workers of a local cluster it starts) and are never stored nor sent to remote workers
+    (see `lid_dask.storage`).
+    """
+
+    def __init__(self, name: str, db: str = DEFAULT_URL, ledger: Ledger | None = None,
+                 storage_options: dict | None = None):
+        self.ledger = ledger or Ledger.existing(db)
         self.info = self.ledger.get_run(name)
         self.name = name
+        self.storage_options = storage_options
 
     @classmethod
     def create(cls, name: str | None = None, sources: Iterable[str] = (), db: str = DEFAULT_URL, *,
@@ -68,22 +82,25 @@ class Run:
         """Create a run (or reopen the one with that name) and register `sources` in it.
 
         With `calibrated`, the newest calibration of each model stored in the ledger
-        (`lid-dask calibrate`) is applied to its answers before consensus.
+        (`lid-dask calibrate`) is applied to its answers before consensus. Only the public part
+        of `storage_options` (no credentials) is stored with the run.
         """
         ledger = Ledger(db)
         name = name or dt.datetime.now().strftime("run-%Y%m%d-%H%M%S")
         models = [models] if isinstance(models, str) else list(models)
         calibrations = ledger.latest_calibrations([ModelSpec.parse(m).name for m in models]) if calibrated else None
+        public, _ = split_secrets(storage_options)
         identify = {"models": models, "windows": windows, "languages": languages, "vad": vad, "device": device,
-                    "storage_options": storage_options, "calibrations": calibrations or None}
+                    "storage_options": public or None, "calibrations": calibrations or None}
         ledger.create_run(name, {"identify": {k: v for k, v in identify.items() if v is not None}, **settings})
-        run = cls(name, ledger=ledger)
-        run.add(sources, storage_options)
+        run = cls(name, ledger=ledger, storage_options=storage_options)
+        run.add(sources)
         return run
 
     def add(self, sources: Iterable[str], storage_options: dict | None = None) -> int:
         """Register more files; files already in the run are left alone. Returns how many were new."""
-        options = storage_options or self.info.config.get("identify", {}).get("storage_options")
+        options = (storage_options or self.storage_options
+                   or self.info.config.get("identify", {}).get("storage_options"))
         return self.ledger.register(self.info.id, iter_entries(list(sources), options))
 
     def execute(self, client=None, progress: bool = True, **overrides) -> Progress:
@@ -91,7 +108,7 @@ class Run:
         from lid_dask.cluster import connect
 
         own_client = client is None
-        client = client or connect()
+        client = client or connect(env=local_worker_environment(split_secrets(self.storage_options)[1]))
         settings = settings_from_config(self.info.config, **overrides)
         try:
             if not progress:
@@ -155,9 +172,15 @@ class Run:
         return dd.read_sql_query(sa.select(subquery), self.ledger.url, index_col="file_id", npartitions=parts, meta=meta)
 
     def export(self, path: str, fmt: str = "parquet", storage_options: dict | None = None) -> int:
-        """Write the results to `path` (any fsspec URL) in chunks; returns the number of rows."""
+        """Write the results to `path` (any fsspec URL that outlives this process) in chunks;
+        returns the number of rows."""
         import fsspec
+        from fsspec.implementations.memory import MemoryFileSystem
 
+        fs, _ = fsspec.core.url_to_fs(path, **(storage_options or {}))
+        if isinstance(fs, MemoryFileSystem):
+            raise ValueError(f"{path}: an in-memory file vanishes when this process ends; export to a file or an "
+                             "object store")
         rows = 0
         with fsspec.open(path, "wb", **(storage_options or {})) as handle:
             writer = None

@@ -3,7 +3,8 @@
 Workers on SaladCloud accept no inbound connections, so nothing here may depend on the client or
 the scheduler reaching the worker: results and fingerprints leave through the worker's own
 connection to the scheduler, as events (`Worker.log_event`), which the orchestrator subscribes to.
-Workers hold no database credentials; they only identify audio.
+Workers hold no database credentials nor the orchestrator's storage credentials (task arguments
+carry none; see `lid_dask.storage`); they only identify audio.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from distributed import get_worker
 
 from lid_dask import fingerprint as fp
 from lid_dask.engine import Identifier
+from lid_dask.storage import worker_options
 
 RESULTS_TOPIC = "lid-dask-results"
 FINGERPRINT_TOPIC = "lid-dask-fingerprint"
@@ -23,8 +25,12 @@ FINGERPRINT_TOPIC = "lid-dask-fingerprint"
 
 @functools.lru_cache(maxsize=4)
 def _identifier(config_json: str) -> Identifier:
-    """One Identifier per run configuration per worker process: models stay loaded across tasks."""
-    return Identifier(**json.loads(config_json))
+    """One Identifier per run configuration per worker process: models stay loaded across tasks.
+
+    The run's storage options carry no credentials; the worker's own environment supplies them.
+    """
+    config = json.loads(config_json)
+    return Identifier(**{**config, "storage_options": worker_options(config.get("storage_options"))})
 
 
 def worker_fingerprint(config_json: str) -> dict:

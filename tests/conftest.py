@@ -173,17 +173,24 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def start_long_lived_cluster(workers: int = 1, preloads: tuple[str, ...] = ("tests.fault_plugins",),
-                             env: dict | None = None):
+                             env: dict | None = None, scheduler_preloads: tuple[str, ...] = (),
+                             log_dir: Path | None = None):
     """`dask scheduler` and `dask worker` processes as the deployment runs them (cluster/), on
-    loopback: they outlive the orchestrators that use them. Returns (address, processes)."""
+    loopback: they outlive the orchestrators that use them. Returns (address, processes).
+    With `log_dir`, their output goes to scheduler.log and worker-N.log there."""
     port = free_port()
     environment = {**os.environ, "DASK_DISTRIBUTED__SCHEDULER__ALLOWED_FAILURES": "1", "OMP_NUM_THREADS": "2",
                    "PYTHONPATH": str(ROOT), **(env or {})}  # PYTHONPATH: the test plug-ins are importable
     bin_dir = Path(sys.executable).parent
+
+    def output(name: str):
+        return open(log_dir / f"{name}.log", "w") if log_dir else subprocess.DEVNULL
+
     scheduler = subprocess.Popen(
         [str(bin_dir / "dask"), "scheduler", "--host", "127.0.0.1", "--port", str(port),
-         "--dashboard-address", f"127.0.0.1:{free_port()}"],
-        cwd=ROOT, env=environment, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+         "--dashboard-address", f"127.0.0.1:{free_port()}",
+         *[arg for module in scheduler_preloads for arg in ("--preload", module)]],
+        cwd=ROOT, env=environment, start_new_session=True, stdout=output("scheduler"), stderr=subprocess.STDOUT)
     address = f"tcp://127.0.0.1:{port}"
     processes = [scheduler]
     for i in range(workers):
@@ -191,8 +198,8 @@ def start_long_lived_cluster(workers: int = 1, preloads: tuple[str, ...] = ("tes
         processes.append(subprocess.Popen(
             [str(bin_dir / "dask"), "worker", address, "--nthreads", "1", "--nworkers", "1", "--host", "127.0.0.1",
              "--name", f"worker-{i}", "--no-dashboard", "--preload-nanny", "lid_dask.nanny", *preload_args],
-            cwd=ROOT, env=environment, start_new_session=True, stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL))
+            cwd=ROOT, env=environment, start_new_session=True, stdout=output(f"worker-{i}"),
+            stderr=subprocess.STDOUT))
     from distributed import Client
 
     with Client(address, timeout=60) as client:
