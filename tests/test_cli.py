@@ -58,3 +58,58 @@ def test_status_says_when_the_pace_is_not_measured_yet(tmp_path):
     done = cli("status", "one-batch", "--db", url)
     assert done.returncode == 0, done.stderr
     assert "5 files, 2 to go, pace not measured yet" in " ".join(done.stdout.split())
+
+
+def test_read_only_commands_create_nothing_where_there_is_no_ledger(tmp_path):
+    missing = tmp_path / "nowhere" / "ledger.db"
+    url = f"sqlite:///{missing}"
+    for command in (["status"], ["status", "r"], ["export", "r", "-o", str(tmp_path / "x.csv")],
+                    ["review", "export", "r", "-o", str(tmp_path / "review.csv")], ["retry", "r"]):
+        out = cli(*command, "--db", url)
+        assert out.returncode == 2, (command, out.stderr)
+        assert f"no ledger at {url}: no such file" in " ".join(out.stderr.split()), command
+    assert not missing.parent.exists() and list(tmp_path.iterdir()) == []
+
+
+def test_read_only_commands_never_create_or_upgrade_a_schema(pg_url):
+    import sqlalchemy as sa
+
+    from lid_dask.ledger import Ledger
+    from tests.conftest import PG_ADMIN
+
+    empty = cli("status", "--db", pg_url)
+    assert empty.returncode == 2 and "has no lid-dask tables" in empty.stderr
+    assert sa.inspect(sa.create_engine(pg_url)).get_table_names() == []
+    admin = sa.create_engine(PG_ADMIN)
+    before = sa.inspect(admin).get_table_names()
+    no_name = cli("status", "--db", PG_ADMIN.rsplit("/", 1)[0])
+    assert no_name.returncode == 2 and "names no database" in no_name.stderr
+    assert sa.inspect(admin).get_table_names() == before  # the shared `postgres` database is untouched
+    admin.dispose()
+
+    old = Ledger(pg_url, migrate=False)
+    old.migrate("0002")
+    stale = cli("status", "--db", pg_url)
+    assert stale.returncode == 2 and "has schema 0002" in stale.stderr and "lid-dask db upgrade" in stale.stderr
+    assert old.schema_revision() == "0002"
+    assert cli("db", "upgrade", "--db", pg_url).returncode == 0
+    assert old.schema_revision() == "0003"
+    listed = cli("status", "--db", pg_url)
+    assert listed.returncode == 0, listed.stderr
+    old.engine.dispose()
+
+
+def test_export_refuses_a_vanishing_output_and_keeps_a_run_name_from_steering_the_path(tmp_path):
+    from lid_dask.runs import Run
+
+    url = f"sqlite:///{tmp_path / 'ledger.db'}"
+    Run.create("../../escape", ["/audio/a.wav"], db=url, models="null")
+    work = tmp_path / "work" / "here"
+    work.mkdir(parents=True)
+    vanishing = cli("export", "../../escape", "-o", "memory://x.parquet", "--db", url)
+    assert vanishing.returncode == 2 and "vanishes when this process ends" in vanishing.stderr
+    out = subprocess.run([sys.executable, "-m", "lid_dask.cli", "export", "../../escape", "--db", url],
+                         capture_output=True, text=True, timeout=300, cwd=work)
+    assert out.returncode == 0, out.stderr
+    assert [p.name for p in work.iterdir()] == ["_.._escape.parquet"]
+    assert {p.name for p in tmp_path.iterdir()} - {"ledger.db-wal", "ledger.db-shm"} == {"ledger.db", "work"}

@@ -6,6 +6,6 @@ moment: leases expire and files go back to pending. An answer is written only fo
 by the orchestrator session that writes it, and only if the answer names that file.
 """
 
-from lid_dask.ledger.ledger import Claim, Ledger, Outcome, Refusal, RunInfo
+from lid_dask.ledger.ledger import Claim, Ledger, LedgerError, Outcome, Refusal, RunInfo
 
-__all__ = ["Claim", "Ledger", "Outcome", "Refusal", "RunInfo"]
+__all__ = ["Claim", "Ledger", "LedgerError", "Outcome", "Refusal", "RunInfo"]

@@ -7,6 +7,7 @@ import functools
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from importlib import resources
+from pathlib import Path
 
 import pandas as pd
 import sqlalchemy as sa
@@ -22,6 +23,10 @@ DEFAULT_URL = "sqlite:///lid-dask.db"
 
 def utcnow() -> dt.datetime:
     return dt.datetime.now(dt.timezone.utc)
+
+
+class LedgerError(RuntimeError):
+    """The ledger a command names is missing, unreachable or of another schema version."""
 
 
 @dataclass(frozen=True)
@@ -68,11 +73,38 @@ class Ledger:
     """All reads and writes of the ledger database; see the package docstring."""
 
     def __init__(self, url: str = DEFAULT_URL, migrate: bool = True):
+        """Open the ledger at `url`, creating or upgrading its schema when `migrate` (what a run
+        does); read-only commands use `Ledger.existing`, which changes nothing."""
         self.url = url
         self.engine = _make_engine(url)
         self.dialect = self.engine.dialect.name
         if migrate:
             self.migrate()
+
+    @classmethod
+    def existing(cls, url: str = DEFAULT_URL) -> Ledger:
+        """The ledger at `url`, which must exist with the current schema: nothing is created,
+        no file, no database, no table, and the schema is not upgraded."""
+        parsed = sa.engine.make_url(url)
+        if parsed.get_backend_name() == "sqlite" and not Path(parsed.database or "").is_file():
+            raise LedgerError(f"no ledger at {url}: no such file; `lid-dask run` creates one")
+        ledger = cls(url, migrate=False)
+        try:
+            revision = ledger.schema_revision()
+        except (sa.exc.ProgrammingError, sa.exc.OperationalError) as exc:
+            ledger.engine.dispose()
+            if isinstance(exc, sa.exc.ProgrammingError) or "no such table" in str(exc.orig):
+                raise LedgerError(f"no lid-dask ledger in {ledger.url_for_display}: it has no lid-dask tables; "
+                                  "`lid-dask run` creates them") from None
+            reason = str(exc.orig).strip().splitlines()[-1]
+            raise LedgerError(f"cannot open the ledger at {ledger.url_for_display}: {reason}") from None
+        head = _head_revision()
+        if revision != head:
+            ledger.engine.dispose()
+            raise LedgerError(f"the ledger at {ledger.url_for_display} has schema {revision}, this lid-dask uses "
+                              f"{head}: upgrade it with `lid-dask db upgrade --db URL` (or use the lid-dask that "
+                              "wrote it)")
+        return ledger
 
     # -- schema -------------------------------------------------------------------------------
 
@@ -89,10 +121,7 @@ class Ledger:
         self._alembic(command.downgrade, revision)
 
     def _alembic(self, action, revision: str) -> None:
-        from alembic.config import Config
-
-        config = Config()
-        config.set_main_option("script_location", str(resources.files("lid_dask.ledger") / "migrations"))
+        config = _alembic_config()
         with self.engine.begin() as connection:
             if self.dialect == "postgresql":
                 connection.execute(sa.text("SELECT pg_advisory_xact_lock(7261636)"))
@@ -506,7 +535,26 @@ def _batch_statements(dialect: str) -> tuple[sa.Select, sa.Update, sa.Update]:
     return select_leases, set_done, set_failed
 
 
+def _alembic_config():
+    from alembic.config import Config
+
+    config = Config()
+    config.set_main_option("script_location", str(resources.files("lid_dask.ledger") / "migrations"))
+    return config
+
+
+def _head_revision() -> str:
+    from alembic.script import ScriptDirectory
+
+    return ScriptDirectory.from_config(_alembic_config()).get_current_head()
+
+
 def _make_engine(url: str) -> sa.Engine:
+    parsed = sa.engine.make_url(url)
+    if parsed.get_backend_name() == "postgresql" and not parsed.database:
+        # Without one, PostgreSQL connects to the user's default database (often the shared `postgres`).
+        raise LedgerError(f"the ledger URL {parsed.render_as_string(hide_password=True)} names no database; "
+                          "add one, e.g. postgresql+psycopg://user@host:5432/lid")
     if url.startswith("sqlite"):
         engine = sa.create_engine(url, connect_args={"timeout": 60})
 
