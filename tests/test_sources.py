@@ -12,6 +12,7 @@ import pandas as pd
 import pytest
 import s3fs
 
+from lid_dask.errors import SourceError
 from lid_dask.sources import iter_entries
 
 
@@ -44,7 +45,7 @@ def test_manifests_resolve_relative_paths_and_keep_sizes(tree, suffix):
         frame.to_parquet(manifest)
     else:
         frame.to_csv(manifest, sep="\t" if suffix == ".tsv" else ",", index=False)
-    assert list(iter_entries(str(manifest))) == [
+    assert list(iter_entries(str(manifest), allowed_roots=["/elsewhere"])) == [
         (f"{tree}/a.wav", 10), (f"{tree}/sub/c.flac", None), ("/elsewhere/d.ogg", 7)]
 
 
@@ -68,11 +69,13 @@ class CountingHandler(http.server.BaseHTTPRequestHandler):
 
 
 def test_a_list_of_object_urls_costs_no_request():
-    """Registering a million URLs must not stat each one: a missing file is that file's error."""
+    """Registering a million URLs must not stat each one: a missing file is that file's error.
+    A query string (a presigned URL's signature) is no glob."""
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), CountingHandler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
-        urls = [f"http://127.0.0.1:{server.server_address[1]}/clip{i}.wav" for i in range(20)]
+        base = f"http://127.0.0.1:{server.server_address[1]}"
+        urls = [f"{base}/clip{i}.wav" for i in range(20)] + [f"{base}/clip.mp3?X-Amz-Signature=ab[c]*"]
         assert list(iter_entries(urls)) == [(url, None) for url in urls]
     finally:
         server.shutdown()
@@ -108,5 +111,7 @@ def test_s3_inventory(s3, file_format):
     manifest = {"sourceBucket": "clips", "destinationBucket": f"arn:aws:s3:::{bucket}",
                 "fileFormat": file_format, "fileSchema": "Bucket, Key, Size", "files": [{"key": data_key}]}
     fs.pipe(f"{bucket}/report/manifest.json", json.dumps(manifest).encode())
-    assert list(iter_entries(f"s3://{bucket}/report/manifest.json", s3)) == [
+    with pytest.raises(SourceError, match=r"S3 Inventory .* names s3://clips/, outside the allowed roots"):
+        list(iter_entries(f"s3://{bucket}/report/manifest.json", s3))  # the audited bucket is another one
+    assert list(iter_entries(f"s3://{bucket}/report/manifest.json", s3, allowed_roots=["s3://clips"])) == [
         ("s3://clips/talk/en.mp3", 11), ("s3://clips/talk/with space.opus", 12)]
