@@ -16,9 +16,12 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 from types import SimpleNamespace
 
+import psutil
 import pytest
 from cryptography import x509
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
@@ -306,3 +309,20 @@ def test_the_client_talks_only_to_a_scheduler_certificate(cluster):
                 await Client(scheduler.address, security=trusted(cluster.certs), asynchronous=True, timeout=10)
 
     asyncio.run(impostor())
+
+
+@pytest.mark.slow
+def test_dashboard_on_loopback_without_the_http_api(cluster):
+    listening = {c.laddr for c in psutil.Process(cluster.scheduler.pid).net_connections(kind="inet")
+                 if c.status == psutil.CONN_LISTEN}
+    assert ("127.0.0.1", cluster.dashboard) in listening
+    assert {port for _, port in listening} == {cluster.dashboard, int(cluster.address.rsplit(":", 1)[1])}
+    url = f"http://127.0.0.1:{cluster.dashboard}"
+    assert urllib.request.urlopen(f"{url}/health", timeout=10).status == 200
+    for path in ("/api/v1", "/api/v1/get_workers", "/proxy/8787/127.0.0.1/status"):
+        with pytest.raises(urllib.error.HTTPError) as error:
+            urllib.request.urlopen(url + path, timeout=10)
+        assert error.value.code == 404
+    with pytest.raises(urllib.error.HTTPError) as error:
+        urllib.request.urlopen(urllib.request.Request(f"{url}/api/v1/retire_workers", data=b"{}"), timeout=10)
+    assert error.value.code == 404
