@@ -4,21 +4,23 @@ Partial decoding is what makes archive-scale LID affordable: for a 30-minute fil
 seeks to three 10 s windows instead of decoding 30 minutes. PyAV (FFmpeg) reads every container
 and codec users have (wav, flac, mp3, ogg, opus, m4a/aac, webm, the audio track of videos), and
 every failure is mapped to an `ErrorKind` so that one bad file fails alone.
+
+Workers are third-party hosts and a file is data, not instructions: FFmpeg reads only real
+audio/video containers (never a playlist or list naming other files).
 """
 
 from __future__ import annotations
 
 import contextlib
-import errno
-import wave
+import struct
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import av
-import fsspec
 import numpy as np
+from fsspec.core import url_to_fs
 
-from lid_dask.errors import AudioError, ErrorKind
+from lid_dask.errors import AudioError, ErrorKind, classify_storage_error
 from lid_dask.windows import Window, WindowPlan
 
 SAMPLE_RATE = 16_000
@@ -27,6 +29,11 @@ _SEEK_GAP = 1.0  # seconds: closer than this, decoding on is cheaper than a seek
 _TRUNCATION_TOLERANCE = 0.5  # seconds of audio a header may over-promise before we call it truncated
 _MAX_BAD_PACKETS = 20
 _ANCHOR_FRAMES = 32  # frames after a seek whose timestamps vote on where the decoded audio starts
+# FFmpeg demuxers of real audio/video containers. Others are never used: concat lists, HLS/DASH
+# playlists, image sequences and the like make FFmpeg open further files or URLs named inside
+# the file, which would let a file read what the worker can read.
+DEMUXERS = ("wav", "w64", "flac", "mp3", "ogg", "mov", "aac", "matroska", "asf", "aiff", "au", "amr", "amrnb",
+            "amrwb", "ac3", "eac3", "caf", "avi", "mpeg", "mpegts", "flv", "wv", "ape", "tta", "dts", "truehd")
 
 
 @dataclass
@@ -50,18 +57,10 @@ class DecodedAudio:
 
 def classify_exception(exc: BaseException) -> AudioError:
     """Map an exception from fsspec, a storage client or FFmpeg to a classified `AudioError`."""
-    if isinstance(exc, AudioError):
-        return exc
+    storage = classify_storage_error(exc)
+    if storage is not None:
+        return storage
     text = str(exc) or type(exc).__name__
-    if isinstance(exc, (FileNotFoundError, IsADirectoryError, av.error.FileNotFoundError)):
-        return AudioError(ErrorKind.NOT_FOUND, text)
-    if isinstance(exc, (PermissionError, av.error.PermissionError)):
-        return AudioError(ErrorKind.PERMISSION_DENIED, text)
-    if isinstance(exc, (ConnectionError, TimeoutError)) or _is_network_library_error(exc):
-        return AudioError(ErrorKind.NETWORK, text)
-    if isinstance(exc, OSError) and exc.errno in (errno.ECONNREFUSED, errno.ECONNRESET, errno.ETIMEDOUT,
-                                                  errno.EHOSTUNREACH, errno.ENETUNREACH):
-        return AudioError(ErrorKind.NETWORK, text)
     if isinstance(exc, av.error.EOFError):
         return AudioError(ErrorKind.TRUNCATED, text)
     if isinstance(exc, (av.error.InvalidDataError, av.error.FFmpegError)):
@@ -69,21 +68,21 @@ def classify_exception(exc: BaseException) -> AudioError:
     return AudioError(ErrorKind.INTERNAL, f"{type(exc).__name__}: {text}")
 
 
-def _is_network_library_error(exc: BaseException) -> bool:
-    """Errors of HTTP/S3 client libraries, recognised without importing them."""
-    module = type(exc).__module__ or ""
-    name = type(exc).__name__
-    if module.startswith(("aiohttp", "botocore", "urllib3", "requests", "aiobotocore")):
-        return any(word in name for word in ("Connect", "Timeout", "ServerDisconnected", "ReadError",
-                                             "ClientPayload", "ClientOSError", "EndpointConnection"))
-    return False
+def open_filesystem(uri: str, storage_options: dict | None = None):
+    """fsspec's (filesystem, path) for `uri`.
+
+    Unlike `fsspec.open`, never expands glob characters: a file named ``take*.wav`` is that file.
+    """
+    return url_to_fs(uri, **(storage_options or {}))
 
 
 @contextlib.contextmanager
-def _open_container(uri: str, storage_options: dict | None):
-    """Open `uri` with FFmpeg: local paths directly (fastest), anything else through fsspec."""
-    of = fsspec.open(uri, mode="rb", **(storage_options or {}))
-    fs, path = of.fs, of.path
+def _open_container(fs, path: str, uri: str):
+    """Open `path` with FFmpeg: local paths directly (fastest), anything else through fsspec.
+
+    Only the demuxers in `DEMUXERS` may read it, and FFmpeg may open nothing but local files
+    (never its own network protocols).
+    """
     if fs.isdir(path):
         raise AudioError(ErrorKind.NOT_FOUND, f"{uri} is a directory, not an audio file")
     size = fs.size(path)
@@ -91,8 +90,17 @@ def _open_container(uri: str, storage_options: dict | None):
         raise AudioError(ErrorKind.EMPTY, f"{uri} is empty (0 bytes)")
     is_local = "file" in (fs.protocol if isinstance(fs.protocol, tuple) else (fs.protocol,))
     with contextlib.ExitStack() as stack:
-        source = path if is_local else stack.enter_context(of)
-        container = av.open(source, mode="r", metadata_errors="ignore")
+        source = path if is_local else stack.enter_context(fs.open(path, "rb"))
+        try:
+            container = av.open(source, mode="r", metadata_errors="ignore",
+                                container_options={"format_whitelist": ",".join(DEMUXERS),
+                                                   "protocol_whitelist": "file"})
+        except av.error.ArgumentError as exc:  # what a format outside the whitelist gives
+            raise AudioError(ErrorKind.CORRUPT, "not an audio or video container lid-dask reads (FFmpeg sees "
+                             "another format: a playlist, list, image or text); nothing it names is opened") from exc
+        except av.error.EOFError as exc:  # no header at all: nothing says more data was promised
+            raise AudioError(ErrorKind.CORRUPT, "no audio header before the end of the file "
+                             "(not audio, or cut off within its header)") from exc
         stack.callback(container.close)
         yield container
 
@@ -109,7 +117,8 @@ def probe_duration(container, stream) -> float | None:
 def load_windows(uri: str, plan: WindowPlan, storage_options: dict | None = None) -> DecodedAudio:
     """Decode the windows `plan` places in `uri`; raise a classified `AudioError` on bad input."""
     try:
-        with _open_container(uri, storage_options) as container:
+        fs, path = open_filesystem(uri, storage_options)
+        with _open_container(fs, path, uri) as container:
             if not container.streams.audio:
                 kinds = sorted({s.type for s in container.streams}) or ["none"]
                 raise AudioError(ErrorKind.NO_AUDIO_STREAM,
@@ -119,9 +128,12 @@ def load_windows(uri: str, plan: WindowPlan, storage_options: dict | None = None
             if codec_context is None:
                 raise AudioError(ErrorKind.UNSUPPORTED_CODEC,
                                  f"FFmpeg has no decoder for this {container.format.name} audio stream")
+            if not codec_context.sample_rate:  # FFmpeg guessed the format from the name alone
+                raise AudioError(ErrorKind.CORRUPT, f"not {container.format.name} audio: "
+                                 "FFmpeg found no valid stream header (no sample rate)")
             duration = probe_duration(container, stream)
-            if container.format.name == "wav":
-                _check_wav_header(uri, storage_options, duration)
+            if container.format.name == "wav" and codec_context.name.startswith("pcm_"):
+                _check_wav_header(fs, path)
             audio = DecodedAudio(uri=uri, duration=duration, codec=codec_context.name,
                                  container=container.format.name, sample_rate=codec_context.sample_rate or 0,
                                  channels=codec_context.channels or 0)
@@ -138,16 +150,50 @@ def load_windows(uri: str, plan: WindowPlan, storage_options: dict | None = None
     return audio
 
 
-def _check_wav_header(uri: str, storage_options: dict | None, duration: float | None) -> None:
-    """FFmpeg trusts a WAV's size on disk, so compare with the length its header declares."""
-    try:
-        with fsspec.open(uri, mode="rb", **(storage_options or {})) as handle, wave.open(handle) as header:
-            declared = header.getnframes() / header.getframerate()
-    except (wave.Error, EOFError):  # not PCM, or a header `wave` cannot read: nothing to compare
+def _check_wav_header(fs, path: str) -> None:
+    """A WAV header declares its data size, and FFmpeg either trusts it or quietly shortens it to
+    the file: compare it with the bytes there are, so a cut file is called truncated, with
+    the seconds it really holds."""
+    with fs.open(path, "rb") as handle:
+        layout = wav_layout(handle)
+        present = handle.seek(0, 2)
+    if layout is None:
         return
-    if duration is not None and declared > duration + _TRUNCATION_TOLERANCE:
-        raise AudioError(ErrorKind.TRUNCATED,
-                         f"data ends at {duration:.1f} s but the header promises {declared:.1f} s")
+    offset, declared, per_second = layout
+    present = max(0, present - offset)
+    if declared > present + _TRUNCATION_TOLERANCE * per_second:
+        raise AudioError(ErrorKind.TRUNCATED, f"data ends at {present / per_second:.1f} s "
+                         f"but the header promises {declared / per_second:.1f} s")
+
+
+def wav_layout(handle) -> tuple[int, int, int] | None:
+    """(data offset, declared data bytes, bytes a second) of a PCM RIFF, RF64 or BW64 file;
+    None where the header declares no size (streaming writers leave 0xFFFFFFFF) or is unreadable.
+
+    Hand-read because no library reports it: Python's `wave` reads neither RF64 nor
+    WAVE_FORMAT_EXTENSIBLE, and FFmpeg and libsndfile shorten the size to the file's.
+    """
+    try:
+        riff, _, wave_id = struct.unpack("<4sI4s", handle.read(12))
+        if riff not in (b"RIFF", b"RF64", b"BW64") or wave_id != b"WAVE":
+            return None
+        per_second = size_64 = None
+        while len(head := handle.read(8)) == 8:
+            chunk, size = struct.unpack("<4sI", head)
+            if chunk == b"data":
+                size = size_64 if size == 0xFFFFFFFF else size
+                return (handle.tell(), size, per_second) if size and per_second else None
+            if chunk == b"ds64":  # 64-bit RIFF size, then 64-bit data size
+                size_64 = struct.unpack("<8xQ", handle.read(16))[0]
+                size -= 16
+            elif chunk == b"fmt ":  # format tag, channels, rate, bytes a second, block align
+                rate, block_align = struct.unpack("<4xI4xH", handle.read(14))
+                per_second = rate * block_align
+                size -= 14
+            handle.seek(size + (size & 1), 1)
+    except struct.error:  # a header cut short
+        return None
+    return None
 
 
 def _decode_windows(reader: _FrameReader, windows: list[Window], duration: float | None
@@ -158,8 +204,8 @@ def _decode_windows(reader: _FrameReader, windows: list[Window], duration: float
         got = len(samples) / SAMPLE_RATE
         expected = window.duration if duration is None else min(window.end, duration) - window.start
         if duration is not None and got < expected - _TRUNCATION_TOLERANCE:
-            raise AudioError(ErrorKind.TRUNCATED,
-                             f"data ends near {window.start + got:.1f} s but the header promises {duration:.1f} s")
+            where = f"at {window.start + got:.1f} s" if got else f"before {window.start:.1f} s"
+            raise AudioError(ErrorKind.TRUNCATED, f"data ends {where} but the header promises {duration:.1f} s")
         if got == 0:
             continue
         yield Window(window.start, got), samples

@@ -185,5 +185,69 @@ def test_network_error_is_transient():
     assert error.retryable
 
 
+@pytest.mark.parametrize("name", ["notes.flac", "notes.ac3", "notes.aac", "notes.ogg", "notes.wav", "notes.m4v"])
+def test_a_text_file_with_an_audio_name_is_corrupt(tmp_path, name):
+    """FFmpeg falls back on the extension when the content says nothing: no header, no audio."""
+    path = tmp_path / name
+    path.write_text("Meeting notes, not audio.\n" * 40)
+    expect(ErrorKind.CORRUPT, str(path))
+
+
+def test_a_symbolic_link_loop_is_not_found(tmp_path):
+    (tmp_path / "a.wav").symlink_to(tmp_path / "b.wav")
+    (tmp_path / "b.wav").symlink_to(tmp_path / "a.wav")
+    assert "symbolic link loop" in expect(ErrorKind.NOT_FOUND, str(tmp_path / "a.wav")).message
+
+
+@pytest.fixture(params=["local", "fsspec"])
+def opened_as(request, tmp_path):
+    """Where FFmpeg reads from: a local path, or a Python file object (every remote store)."""
+    if request.param == "local":
+        return lambda name: str(tmp_path / name)
+    import fsspec
+
+    memory = fsspec.filesystem("memory")
+
+    def copy(name: str) -> str:
+        for path in tmp_path.iterdir():
+            memory.pipe(f"/{tmp_path.name}/{path.name}", path.read_bytes())
+        return f"memory://{tmp_path.name}/{name}"
+
+    return copy
+
+
+@pytest.mark.parametrize("named", ["en.wav", "absolute"])
+def test_a_concat_list_is_never_followed(tmp_path, speech_en, opened_as, named):
+    """An ffconcat list named .mp3 made FFmpeg read the files it names (here real speech next to
+    it; an absolute path ended permission_denied): only audio containers are opened, nothing
+    they name."""
+    (tmp_path / "en.wav").write_bytes(speech_en.read_bytes())
+    target = tmp_path / "en.wav" if named == "absolute" else "en.wav"
+    (tmp_path / "list.mp3").write_text(f"ffconcat version 1.0\nfile {target}\n")
+    assert "nothing it names is opened" in expect(ErrorKind.CORRUPT, opened_as("list.mp3")).message
+
+
+def test_rf64_promising_more_than_it_holds_is_truncated(tmp_path, speech_en, opened_as):
+    """RF64 keeps the data size in its ds64 chunk, which neither `wave` nor FFmpeg compares."""
+    whole = tmp_path / "whole.wav"
+    ffmpeg("-i", str(speech_en), "-rf64", "always", str(whole))
+    assert whole.read_bytes()[:4] == b"RF64"
+    full = load_windows(str(whole), WindowPlan("whole"))
+    data = whole.read_bytes()
+    (tmp_path / "cut.wav").write_bytes(data[: len(data) // 2])
+    cut = len(data) // 2 - data.index(b"data") - 8  # bytes of samples left
+    error = expect(ErrorKind.TRUNCATED, opened_as("cut.wav"))
+    assert error.message == (f"data ends at {cut / (22050 * 2):.1f} s "
+                             f"but the header promises {full.duration:.1f} s"), error.message
+
+
+def test_a_name_is_never_a_glob_pattern(tmp_path, speech_en):
+    """`clip*.wav` is the file of that name; fsspec.open would have opened clip1.wav."""
+    (tmp_path / "clip1.wav").write_bytes(speech_en.read_bytes())
+    expect(ErrorKind.NOT_FOUND, str(tmp_path / "clip*.wav"))
+    (tmp_path / "take[12]*.wav").write_bytes(speech_en.read_bytes())
+    assert load_windows(str(tmp_path / "take[12]*.wav"), WindowPlan()).decoded_seconds > 3
+
+
 def test_only_network_errors_are_retryable():
     assert {k for k in ErrorKind if k.retryable} == {ErrorKind.NETWORK}
