@@ -106,7 +106,7 @@ def combine_windows(model: str, labels: list[str], probabilities: np.ndarray, sp
 
 
 def calibrate(output: ModelOutput, calibration) -> ModelOutput:
-    """Apply a fitted calibration (`lid_dask.evaluation.calibration`) to a model's file verdict.
+    """Apply a fitted calibration (`lid_dask.calibration`) to a model's file verdict.
 
     Temperature scaling reshapes the whole distribution; Platt scaling maps the top probability
     and rescales the other languages to share the rest, so consensus averages calibrated

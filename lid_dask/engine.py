@@ -20,6 +20,7 @@ from toolz import partition_all
 
 from lid_dask import languages as lang
 from lid_dask.audio import DecodedAudio, load_windows
+from lid_dask.calibration import from_dict
 from lid_dask.consensus import ConsensusConfig, ModelOutput, calibrate, combine_models, combine_windows, settled
 from lid_dask.errors import AudioError, ErrorKind
 from lid_dask.models import DEFAULT_MODEL, Backend, load_model
@@ -96,8 +97,6 @@ class Identifier:
         """Calibrations by model name, kept only where they were fitted on these very weights."""
         if not calibrations:
             return {}
-        from lid_dask.evaluation.calibration import from_dict  # scipy and friends: only when needed
-
         usable = {}
         for backend in self.backends:
             entry = calibrations.get(backend.name)

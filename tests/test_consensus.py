@@ -80,8 +80,8 @@ def test_models_with_different_label_sets_vote_together():
 
 
 def test_calibration_reshapes_a_model_before_consensus():
+    from lid_dask.calibration import PlattScaling, TemperatureScaling
     from lid_dask.consensus import calibrate
-    from lid_dask.evaluation.calibration import PlattScaling, TemperatureScaling
 
     out = model("a", [[0.9, 0.06, 0.04]], [5])
     platt = calibrate(out, PlattScaling(a=0.5, b=0.0, n=100))

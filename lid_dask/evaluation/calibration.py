@@ -19,6 +19,8 @@ or the order in which files would be rejected; they only fix what the number mea
   centred on the identity (a = 1, b = 0; worth one example) keeps the fit defined when a
   model is never (or always) wrong.
 
+The fitted maps themselves live in `lid_dask.calibration` (numpy only), which the engine applies.
+
 Evaluate a calibration only on files not used to fit it: `split_by_uri` splits by a hash of the
 URI, so the split is the same on every machine and does not move when files are added.
 """
@@ -26,7 +28,6 @@ URI, so the split is the same on every machine and does not move when files are 
 from __future__ import annotations
 
 import hashlib
-from dataclasses import asdict, dataclass
 
 import dask
 import numpy as np
@@ -35,53 +36,15 @@ import xarray as xr
 from scipy.optimize import minimize_scalar
 from scipy.special import expit, log_softmax, logit
 
+from lid_dask.calibration import Calibration, PlattScaling, TemperatureScaling, from_dict
 from lid_dask.evaluation.metrics import as_dask, bin_coords, prepared, reliability_arrays
+
+__all__ = ["Calibration", "PlattScaling", "TemperatureScaling", "apply_calibrations", "calibration_effect",
+           "fit_per_model", "fit_platt", "fit_temperature", "from_dict", "split_by_uri"]
 
 _EPS = 1e-6
 _RESOLUTION = 0.01  # logit(confidence) is rounded to this for the Platt fit
 _PRIOR = 1.0  # weight of the identity prior, in examples
-
-
-@dataclass(frozen=True)
-class TemperatureScaling:
-    """``softmax(log p / temperature)``: temperature > 1 softens an overconfident model."""
-
-    temperature: float
-    n: int  # examples it was fitted on
-
-    def apply(self, probabilities) -> np.ndarray:
-        """Calibrated distributions (rows of `probabilities` are the model's distributions)."""
-        logp = np.log(np.clip(np.asarray(probabilities, dtype=float), 1e-12, None))
-        return np.exp(log_softmax(logp / self.temperature, axis=-1))
-
-    def to_dict(self) -> dict:
-        return {"method": "temperature", **asdict(self)}
-
-
-@dataclass(frozen=True)
-class PlattScaling:
-    """``sigmoid(a * logit(confidence) + b)`` for a model's top confidence."""
-
-    a: float
-    b: float
-    n: int  # examples it was fitted on
-
-    def apply(self, confidence) -> np.ndarray:
-        c = np.clip(np.asarray(confidence, dtype=float), _EPS, 1 - _EPS)
-        return expit(self.a * logit(c) + self.b)
-
-    def to_dict(self) -> dict:
-        return {"method": "platt", **asdict(self)}
-
-
-Calibration = TemperatureScaling | PlattScaling
-
-
-def from_dict(params: dict) -> Calibration:
-    """Inverse of ``to_dict`` (e.g. after storing it with the model's fingerprint)."""
-    kinds = {"temperature": TemperatureScaling, "platt": PlattScaling}
-    params = dict(params)
-    return kinds[params.pop("method")](**params)
 
 
 def fit_temperature(probabilities, true_index) -> TemperatureScaling:
