@@ -174,10 +174,9 @@ def _run(args) -> int:
                       f"are not stored in the ledger; {reach}")
     security = None
     if args.scheduler and args.scheduler.startswith("tls://"):
-        from distributed.security import Security
+        from lid_dask.security import client_security
 
-        security = Security(tls_ca_file=args.tls_ca, tls_client_cert=args.tls_cert, tls_client_key=args.tls_key,
-                            require_encryption=True)
+        security = client_security(args.tls_ca, args.tls_cert, args.tls_key)
     client = connect(args.scheduler, security=security, n_workers=args.workers, env=local_worker_environment(secret))
     try:
         progress = run.execute(client, progress=not args.no_progress, **settings)

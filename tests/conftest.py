@@ -202,8 +202,12 @@ def start_long_lived_cluster(workers: int = 1, preloads: tuple[str, ...] = ("tes
             stderr=subprocess.STDOUT))
     from distributed import Client
 
-    with Client(address, timeout=60) as client:
-        client.wait_for_workers(workers, timeout=120)
+    try:
+        with Client(address, timeout=60) as client:
+            client.wait_for_workers(workers, timeout=120)
+    except BaseException:
+        stop_processes(processes)
+        raise
     return address, processes
 
 
