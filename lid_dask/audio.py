@@ -237,8 +237,11 @@ class _FrameReader:
     def read(self, start: float, end: float) -> np.ndarray:
         if self._frames is None or self._start is None or start < self._start or start > self._end + _SEEK_GAP:
             self._restart(start)
-        while self._end < end and not self._eof:
-            self._decode_to(end)
+            self._fill(end)
+            if self._start is not None and start > 0 and self._start > start + 1 / SAMPLE_RATE:
+                # The seek landed after `start` (Ogg places a page by an estimate): go back further.
+                self._restart(max(0.0, start - _SEEK_GAP))
+        self._fill(end)
         buffer = np.concatenate(self._chunks) if self._chunks else np.zeros(0, dtype=np.float32)
         if self._start is None:  # the stream ended before any sample
             return buffer
@@ -249,6 +252,10 @@ class _FrameReader:
         self._start += last / SAMPLE_RATE
         self._size = len(buffer) - last
         return buffer[first:last]
+
+    def _fill(self, end: float) -> None:
+        while self._end < end and not self._eof:
+            self._decode_to(end)
 
     def _restart(self, start: float) -> None:
         if self._frames is not None or start > 0:
