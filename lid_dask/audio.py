@@ -6,21 +6,25 @@ and codec users have (wav, flac, mp3, ogg, opus, m4a/aac, webm, the audio track 
 every failure is mapped to an `ErrorKind` so that one bad file fails alone.
 
 Workers are third-party hosts and a file is data, not instructions: FFmpeg reads only real
-audio/video containers (never a playlist or list naming other files).
+audio/video containers (never a playlist or list naming other files), and over HTTP(S) a worker
+reaches only public addresses unless told otherwise.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
+import ipaddress
+import socket
 import struct
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
 import av
 import numpy as np
-from fsspec.core import url_to_fs
+from fsspec.core import split_protocol, url_to_fs
 
-from lid_dask.errors import AudioError, ErrorKind, classify_storage_error
+from lid_dask.errors import AddressNotAllowed, AudioError, ErrorKind, classify_storage_error
 from lid_dask.windows import Window, WindowPlan
 
 SAMPLE_RATE = 16_000
@@ -34,6 +38,7 @@ _ANCHOR_FRAMES = 32  # frames after a seek whose timestamps vote on where the de
 # the file, which would let a file read what the worker can read.
 DEMUXERS = ("wav", "w64", "flac", "mp3", "ogg", "mov", "aac", "matroska", "asf", "aiff", "au", "amr", "amrnb",
             "amrwb", "ac3", "eac3", "caf", "avi", "mpeg", "mpegts", "flv", "wv", "ape", "tta", "dts", "truehd")
+_HTTP = frozenset({"http", "https"})
 
 
 @dataclass
@@ -68,12 +73,20 @@ def classify_exception(exc: BaseException) -> AudioError:
     return AudioError(ErrorKind.INTERNAL, f"{type(exc).__name__}: {text}")
 
 
-def open_filesystem(uri: str, storage_options: dict | None = None):
+def open_filesystem(uri: str, storage_options: dict | None = None,
+                    allow_private_network: bool | Iterable[str] = False):
     """fsspec's (filesystem, path) for `uri`.
 
     Unlike `fsspec.open`, never expands glob characters: a file named ``take*.wav`` is that file.
+    HTTP(S), also inside a chained URL, goes through `public_http_client` unless private networks
+    are allowed.
     """
-    return url_to_fs(uri, **(storage_options or {}))
+    options = dict(storage_options or {})
+    if allow_private_network is not True:
+        client = functools.partial(public_http_client, allowed=_networks(allow_private_network))
+        for protocol in _HTTP & {split_protocol(bit)[0] for bit in uri.split("::")}:
+            options[protocol] = {**options.get(protocol, {}), "get_client": client}
+    return url_to_fs(uri, **options)
 
 
 @contextlib.contextmanager
@@ -105,6 +118,82 @@ def _open_container(fs, path: str, uri: str):
         yield container
 
 
+# -- HTTP(S) that reaches public addresses only ---------------------------------------------
+
+
+async def public_http_client(allowed: tuple = (), **client_kwargs):
+    """fsspec HTTP `get_client`: an aiohttp session that connects only to public addresses.
+
+    Workers run on third-party hosts (often cloud VMs), so a URL must not steer one at its
+    metadata service (169.254.169.254), its own loopback or the provider's private network.
+    Names are checked after DNS resolution, IP literals and redirects at each connection.
+    `allowed` lists networks (``ipaddress`` objects) that may be reached all the same.
+    """
+    import aiohttp  # only HTTP sources need it (the "http" extra)
+    from aiohttp.resolver import DefaultResolver
+
+    connector = aiohttp.TCPConnector(resolver=_PublicResolver(DefaultResolver(), allowed),
+                                     socket_factory=functools.partial(_public_socket, allowed=allowed))
+    return aiohttp.ClientSession(connector=connector, **client_kwargs)
+
+
+class _PublicResolver:
+    """aiohttp resolver (AbstractResolver's interface) that drops addresses a worker may not reach,
+    so a name resolving to both kinds connects to the public ones and one resolving only to
+    private ones fails with a single clear error."""
+
+    def __init__(self, resolver, allowed: tuple):
+        self._resolver = resolver
+        self._allowed = allowed
+
+    async def resolve(self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET):
+        found = await self._resolver.resolve(host, port, family=family)
+        public = [r for r in found if _refusal(r["host"], self._allowed) is None]
+        if found and not public:
+            check_address(found[0]["host"], host, self._allowed)
+        return public
+
+    async def close(self) -> None:
+        await self._resolver.close()
+
+
+def _public_socket(addr_info, allowed: tuple = ()) -> socket.socket:
+    """aiohttp `socket_factory`: every connection passes here, IP literals included."""
+    family, kind, proto, _, address = addr_info
+    check_address(address[0], address[0], allowed)
+    return socket.socket(family, kind, proto)
+
+
+def check_address(address: str, host: str, allowed: tuple = ()) -> None:
+    """Raise `AddressNotAllowed` unless a worker may connect to `address` (which `host` names)."""
+    reason = _refusal(address, allowed)
+    if reason is not None:
+        named = host if host == address else f"{host} ({address})"
+        raise AddressNotAllowed(f"address not allowed: {named} is on a {reason} network "
+                                "(allow with allow_private_network=True, or name its networks)")
+
+
+def _refusal(address: str, allowed: tuple) -> str | None:
+    """The kind of network `address` is on if a worker may not reach it, else None."""
+    ip = ipaddress.ip_address(address)
+    ip = getattr(ip, "ipv4_mapped", None) or ip  # ::ffff:127.0.0.1 is 127.0.0.1
+    if any(ip in network for network in allowed):
+        return None
+    for kind in ("loopback", "link_local", "unspecified", "multicast", "reserved", "private"):  # narrowest first
+        if getattr(ip, f"is_{kind}"):
+            return kind.replace("_", "-")
+    return None if ip.is_global else "non-public"
+
+
+def _networks(allow_private_network: bool | Iterable[str]) -> tuple:
+    """The networks `allow_private_network` names (False: none)."""
+    if allow_private_network is False:
+        return ()
+    if isinstance(allow_private_network, str):
+        allow_private_network = [allow_private_network]
+    return tuple(ipaddress.ip_network(network) for network in allow_private_network)
+
+
 def probe_duration(container, stream) -> float | None:
     """Duration from the stream, else the container; None when the format does not say."""
     if stream.duration is not None and stream.time_base is not None:
@@ -114,10 +203,15 @@ def probe_duration(container, stream) -> float | None:
     return None
 
 
-def load_windows(uri: str, plan: WindowPlan, storage_options: dict | None = None) -> DecodedAudio:
-    """Decode the windows `plan` places in `uri`; raise a classified `AudioError` on bad input."""
+def load_windows(uri: str, plan: WindowPlan, storage_options: dict | None = None,
+                 allow_private_network: bool | Iterable[str] = False) -> DecodedAudio:
+    """Decode the windows `plan` places in `uri`; raise a classified `AudioError` on bad input.
+
+    HTTP(S) URLs reach only public addresses unless `allow_private_network` is True or lists the
+    networks (CIDR strings, e.g. ``["10.1.0.0/16"]``) that may be reached.
+    """
     try:
-        fs, path = open_filesystem(uri, storage_options)
+        fs, path = open_filesystem(uri, storage_options, allow_private_network)
         with _open_container(fs, path, uri) as container:
             if not container.streams.audio:
                 kinds = sorted({s.type for s in container.streams}) or ["none"]

@@ -182,7 +182,7 @@ def test_network_error_is_transient():
     with socket.socket() as sock:  # a loopback port with nobody listening
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    error = expect(ErrorKind.NETWORK, f"http://127.0.0.1:{port}/clip.mp3")
+    error = expect(ErrorKind.NETWORK, f"http://127.0.0.1:{port}/clip.mp3", allow_private_network=True)
     assert error.retryable
 
 

@@ -9,7 +9,12 @@ import threading
 import pytest
 
 from lid_dask import Identifier
+from lid_dask.audio import load_windows
+from lid_dask.errors import AudioError, ErrorKind
 from lid_dask.sources import expand_sources
+from lid_dask.windows import WindowPlan
+
+from .test_sources_roots import no_credentials  # noqa: F401 - a fixture
 
 
 def test_s3_files_missing_keys_and_listing(s3):
@@ -61,6 +66,19 @@ def http_base(audio_dir, encoded):
 
 
 def test_http_urls(http_base):
-    results = Identifier().identify_batch([f"{http_base}/en_stereo.m4a", f"{http_base}/missing.ogg"])
-    assert results[0].language == "en", results[0].error
-    assert results[1].error_kind == "not_found"
+    """Range requests over HTTP. The server is on loopback, which a worker reaches only when allowed."""
+    audio = load_windows(f"{http_base}/en_stereo.m4a", WindowPlan(), allow_private_network=True)
+    assert audio.codec == "aac" and audio.decoded_seconds > 3
+    with pytest.raises(AudioError) as info:
+        load_windows(f"{http_base}/missing.ogg", WindowPlan(), allow_private_network=True)
+    assert info.value.kind is ErrorKind.NOT_FOUND
+    results = Identifier().identify_batch([f"{http_base}/en_stereo.m4a"])
+    assert results[0].error_kind == "permission_denied" and "address not allowed" in results[0].error
+
+
+def test_s3_object_without_credentials_is_permission_denied(s3, no_credentials):
+    endpoint_only = {"client_kwargs": s3["client_kwargs"], "skip_instance_cache": True}
+    with pytest.raises(AudioError) as info:
+        load_windows("s3://clips/talk/en.mp3", WindowPlan(), endpoint_only)
+    assert info.value.kind is ErrorKind.PERMISSION_DENIED
+    assert info.value.message.startswith("no credentials"), info.value.message
