@@ -86,7 +86,11 @@ def open_filesystem(uri: str, storage_options: dict | None = None,
         client = functools.partial(public_http_client, allowed=_networks(allow_private_network))
         for protocol in _HTTP & {split_protocol(bit)[0] for bit in uri.split("::")}:
             options[protocol] = {**options.get(protocol, {}), "get_client": client}
-    return url_to_fs(uri, **options)
+    try:
+        return url_to_fs(uri, **options)
+    except (ValueError, ImportError, OSError) as exc:  # an unknown protocol, or its package missing here
+        first_line = (str(exc) or type(exc).__name__).splitlines()[0]
+        raise AudioError(ErrorKind.NOT_FOUND, f"no file system for this URL on this worker: {first_line}") from exc
 
 
 @contextlib.contextmanager

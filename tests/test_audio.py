@@ -102,6 +102,11 @@ def test_not_found(tmp_path):
     expect(ErrorKind.NOT_FOUND, str(tmp_path / "missing.wav"))
 
 
+def test_a_url_no_file_system_here_can_open_is_not_found():
+    """An unknown protocol (or one whose package this worker lacks) is no bug in lid-dask."""
+    assert "no file system for this URL" in expect(ErrorKind.NOT_FOUND, "nosuchprotocol://bucket/a.wav").message
+
+
 def test_directory_is_not_audio(tmp_path):
     expect(ErrorKind.NOT_FOUND, str(tmp_path))
 
