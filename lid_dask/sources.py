@@ -88,8 +88,6 @@ def _source_entries(source: str, storage_options: dict | None, roots: _Roots) ->
     info = _lookup(fs, path)
     if info is None and _is_glob(path):
         yield from _glob(fs, path, source)
-    elif info is None and is_audio_name(source):
-        yield source, None
     elif info is None:
         raise _nothing_at(fs, path, source)
     elif info["type"] == "directory":
