@@ -22,10 +22,11 @@ def serve(host: str, handler_class, **handler_kwargs):
     seen: list[str] = []
 
     class Recording(handler_class):
-        def handle_one_request(self):
-            super().handle_one_request()
-            if getattr(self, "path", None):
+        def parse_request(self):  # recorded before any answer goes out: no race with the client
+            parsed = super().parse_request()
+            if parsed:
                 seen.append(self.path)
+            return parsed
 
     server = http.server.ThreadingHTTPServer((host, 0), lambda *a: Recording(*a, **handler_kwargs))
     threading.Thread(target=server.serve_forever, daemon=True).start()
