@@ -36,6 +36,7 @@ def _parser() -> argparse.ArgumentParser:
     ident.add_argument("-o", "--output", metavar="FILE", help="write results here instead of standard output")
     ident.add_argument("--storage-options", metavar="JSON", type=json.loads, default=None,
                        help='fsspec storage options, e.g. \'{"anon": true}\'')
+    _access_options(ident)
     ident.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
     run = commands.add_parser("run", help="run (or resume) a distributed, resumable job over many files",
@@ -61,6 +62,7 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--max-attempts", type=int, help="attempts before a transient failure is dead (default 3)")
     run.add_argument("--on-drift", choices=["flag", "refuse"], help="workers whose environment differs")
     run.add_argument("--storage-options", metavar="JSON", type=json.loads, default=None)
+    _access_options(run)
     run.add_argument("--no-progress", action="store_true")
 
     status = commands.add_parser("status", help="counts by state, rate, ETA and top errors of a run")
@@ -120,6 +122,22 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _access_options(parser) -> None:
+    parser.add_argument("--allow-root", action="append", dest="allowed_roots", default=[], metavar="ROOT",
+                        help="a folder, bucket (s3://bucket) or host (https://host) that manifests may name besides "
+                             "the sources' own (repeatable)")
+    parser.add_argument("--allow-private-network", nargs="*", metavar="CIDR", default=None,
+                        help="let HTTP(S) audio come from private, loopback or link-local addresses: all of them, "
+                             "or only these networks (e.g. 10.1.0.0/16)")
+
+
+def _private_network(args) -> bool | list[str]:
+    """--allow-private-network: absent False, alone True, with networks those networks."""
+    if args.allow_private_network is None:
+        return False
+    return args.allow_private_network or True
+
+
 def _labels_options(parser) -> None:
     parser.add_argument("--labels", required=True, metavar="PATH",
                         help="Common Voice folder, VoxLingua107-style folders, FLEURS folder, CSV/Parquet with "
@@ -150,19 +168,19 @@ def _run(args) -> int:
     from lid_dask.storage import local_worker_environment, split_secrets
 
     options = dict(models=args.models, windows=args.windows, vad=args.vad, device=args.device,
-                   languages=args.languages.split(",") if args.languages else None,
-                   storage_options=args.storage_options)
+                   languages=args.languages, storage_options=args.storage_options,
+                   allow_private_network=_private_network(args) or None)
     settings = dict(batch_files=args.batch_files, max_attempts=args.max_attempts, on_drift=args.on_drift)
     settings = {k: v for k, v in settings.items() if v is not None}
     ledger = Ledger(_db(args))
     if args.name and args.name in {r.name for r in ledger.list_runs()}:
         run = Run(args.name, ledger=ledger, storage_options=args.storage_options)
-        added = run.add(args.sources) if args.sources else 0
+        added = run.add(args.sources, allowed_roots=args.allowed_roots) if args.sources else 0
     else:
         if not args.sources:
             raise ValueError("a new run needs at least one SOURCE")
         run = Run.create(args.name, [], _db(args), **{k: v for k, v in options.items() if v is not None}, **settings)
-        added = run.add(args.sources)
+        added = run.add(args.sources, allowed_roots=args.allowed_roots)
     console = Console(stderr=True)
     console.print(f"run [bold]{run.name}[/bold] in {ledger.url_for_display}: {added} new files")
     _, secret = split_secrets(args.storage_options)
@@ -340,10 +358,10 @@ def _identify(args) -> int:
     from lid_dask.progress import track
     from lid_dask.sources import expand_sources
 
-    identifier = Identifier(models=args.models or [DEFAULT_MODEL], windows=args.windows,
-                            languages=args.languages.split(",") if args.languages else None,
-                            vad=args.vad, device=args.device, storage_options=args.storage_options)
-    uris = list(expand_sources(args.sources, args.storage_options))
+    identifier = Identifier(models=args.models or [DEFAULT_MODEL], windows=args.windows, languages=args.languages,
+                            vad=args.vad, device=args.device, storage_options=args.storage_options,
+                            allow_private_network=_private_network(args))
+    uris = list(expand_sources(args.sources, args.storage_options, args.allowed_roots))
     results = identifier.iter_results(uris)
     if not args.no_progress:
         results = track(results, total=len(uris), console=Console(stderr=True))

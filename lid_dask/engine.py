@@ -21,12 +21,13 @@ from toolz import partition_all
 from lid_dask import languages as lang
 from lid_dask.audio import DecodedAudio, load_windows
 from lid_dask.calibration import from_dict
+from lid_dask.config import IdentifyConfig
 from lid_dask.consensus import ConsensusConfig, ModelOutput, calibrate, combine_models, combine_windows, settled
 from lid_dask.errors import AudioError, ErrorKind
-from lid_dask.models import DEFAULT_MODEL, Backend, load_model
+from lid_dask.models import Backend, load_model
 from lid_dask.results import FileResult
 from lid_dask.sources import expand_sources
-from lid_dask.speech import DETECTORS, speech_seconds
+from lid_dask.speech import speech_seconds
 from lid_dask.windows import Window, WindowPlan
 
 log = logging.getLogger(__name__)
@@ -41,44 +42,42 @@ class _Prepared:
 
 
 class Identifier:
-    """Loaded models plus settings; reuse one instance for many files (models load once)."""
+    """Loaded models plus settings; reuse one instance for many files (models load once).
 
-    def __init__(self, models: str | Iterable[str] = DEFAULT_MODEL, windows: str | WindowPlan | None = None,
-                 languages: Iterable[str] | None = None, vad: str = "silero",
-                 consensus: ConsensusConfig | None = None, device: str = "auto",
-                 storage_options: dict | None = None, batch_files: int = 8, decode_threads: int = 2,
-                 calibrations: dict[str, dict] | None = None):
-        if vad not in DETECTORS:
-            raise ValueError(f"unknown speech detector {vad!r}; choose one of {DETECTORS}")
-        self.model_specs = [models] if isinstance(models, str) else list(models)
-        if not self.model_specs:
-            raise ValueError("at least one model is needed")
-        self.plan = WindowPlan.parse(windows)
-        self.languages = [lang.to_code(code) for code in languages] if languages else None
-        self.vad = vad
-        self.consensus = consensus or ConsensusConfig()
-        self.storage_options = storage_options
-        self.batch_files = batch_files
-        self.decode_threads = decode_threads
-        self.backends: list[Backend] = [load_model(spec, device) for spec in self.model_specs]
+    ``Identifier(models=[...], windows="spread:3x10", ...)`` takes the fields of `IdentifyConfig`
+    as keywords, or a whole config: ``Identifier(config)``.
+    """
+
+    def __init__(self, config: IdentifyConfig | None = None, **settings):
+        self.config = config.replace(**settings) if config else IdentifyConfig.from_dict(settings)
+        self.plan = WindowPlan.parse(self.config.windows)
+        self.backends: list[Backend] = [load_model(spec, self.config.device) for spec in self.config.models]
         names = [b.name for b in self.backends]
         if len(set(names)) != len(names):
             raise ValueError(f"the same model is listed twice: {names}")
-        self.calibrations = self._check_calibrations(calibrations or {})
+        self.calibrations = self._check_calibrations(self.config.calibrations or {})
+
+    @property
+    def consensus(self) -> ConsensusConfig:
+        return self.config.consensus
+
+    @property
+    def languages(self) -> list[str] | None:
+        return list(self.config.languages) if self.config.languages else None
 
     # -- the public entry points -------------------------------------------------------------
 
     def identify_batch(self, uris: list[str]) -> list[FileResult]:
         """Identify a list of files; one result per file, in order. Bad files fail alone."""
-        with ThreadPoolExecutor(self.decode_threads) as pool:
+        with ThreadPoolExecutor(self.config.decode_threads) as pool:
             prepared = list(pool.map(self._prepare, uris))
         return self._infer(uris, prepared)
 
     def iter_results(self, uris: Iterable[str], on_result: Callable[[FileResult], None] | None = None
                      ) -> Iterator[FileResult]:
         """Stream results; decoding of the next batch overlaps inference of the current one."""
-        with ThreadPoolExecutor(self.decode_threads) as pool:
-            batches = map(list, partition_all(self.batch_files, uris))
+        with ThreadPoolExecutor(self.config.decode_threads) as pool:
+            batches = map(list, partition_all(self.config.batch_files, uris))
             pending = None
             for batch in itertools.chain(batches, [None]):
                 submitted = (batch, [pool.submit(self._prepare, u) for u in batch]) if batch else None
@@ -117,8 +116,9 @@ class Identifier:
             return _Prepared(DecodedAudio(uri, None, [Window(0.0, 0.0)], [np.zeros(0, np.float32)]),
                              [self.consensus.min_window_speech])
         try:
-            audio = load_windows(uri, self.plan, self.storage_options)
-            return _Prepared(audio, [speech_seconds(s, self.vad) for s in audio.samples])
+            audio = load_windows(uri, self.plan, self.config.storage_options,
+                                 allow_private_network=self.config.allow_private_network)
+            return _Prepared(audio, [speech_seconds(s, self.config.vad) for s in audio.samples])
         except AudioError as exc:
             return exc
         except Exception as exc:  # noqa: BLE001 - a bug must fail the file, not the batch
@@ -222,18 +222,19 @@ def _error_result(uri: str, error: AudioError) -> FileResult:
                       error_kind=error.kind.value, error=error.message, retryable=error.retryable)
 
 
-def identify(sources: str | Iterable[str], models: str | Iterable[str] = DEFAULT_MODEL,
-             windows: str | WindowPlan | None = None, languages: Iterable[str] | None = None,
-             progress: bool = False, **options) -> pd.DataFrame:
-    """Identify the language of each audio file in `sources` (paths, folders, globs, fsspec URLs).
+def identify(sources: str | Iterable[str], progress: bool = False, allowed_roots: Iterable[str] = (),
+             **settings) -> pd.DataFrame:
+    """Identify the language of each audio file in `sources` (paths, folders, globs, fsspec URLs,
+    manifests; see `lid_dask.sources`).
 
     Returns one row per file: ``language``, ``confidence``, ``agreement``, ``needs_review`` and its
     ``review_reasons``, each model's answer, and ``error_kind``/``error`` for files that failed.
-    Other keyword options go to `Identifier` (``vad``, ``consensus``, ``device``,
-    ``storage_options``, ``batch_files``).
+    Keyword settings are the fields of `IdentifyConfig` (``models``, ``windows``, ``languages``,
+    ``vad``, ``consensus``, ``device``, ``storage_options``...); `allowed_roots` widens what a
+    manifest may name.
     """
-    identifier = Identifier(models=models, windows=windows, languages=languages, **options)
-    uris = list(expand_sources(sources, options.get("storage_options")))
+    identifier = Identifier(**settings)
+    uris = list(expand_sources(sources, identifier.config.storage_options, allowed_roots))
     if progress:
         from lid_dask.progress import track
 

@@ -1,6 +1,6 @@
 """The orchestrator: the only process that writes the ledger, the one that drives a run.
 
-It claims pending files in batches, keeps a bounded window of batch futures on the cluster
+It claims pending files in batches, keeps a bounded number of batch futures on the cluster
 (backpressure: never millions of futures), and records each batch's results in one transaction
 when the worker's results event arrives. Dask's own retries do not decide what is redone; the
 ledger does:
@@ -19,9 +19,7 @@ ledger does:
 
 from __future__ import annotations
 
-import dataclasses
 import functools
-import json
 import logging
 import os
 import queue
@@ -40,6 +38,7 @@ from distributed.client import FutureCancelledError
 from distributed.scheduler import KilledWorker
 
 from lid_dask import fingerprint as fp
+from lid_dask.config import IdentifyConfig, reject_unknown
 from lid_dask.ledger import Claim, Ledger, Outcome
 from lid_dask.ledger import schema
 from lid_dask.results import FileResult
@@ -54,18 +53,27 @@ class RunLocked(RuntimeError):
 
 @dataclass
 class RunSettings:
-    """How the orchestrator paces and retries; the engine settings travel in `identify`."""
+    """How the orchestrator paces and retries; the engine's settings travel in `identify`."""
 
-    identify: dict = field(default_factory=dict)  # Identifier keyword arguments (models, windows, ...)
+    identify: IdentifyConfig = field(default_factory=IdentifyConfig)
     batch_files: int = 32
     batch_bytes: int = 512 * 2**20
-    window: int | None = None  # batches in flight; default 2 per worker thread
+    batches_in_flight: int | None = None  # default 2 per worker thread
     lease_seconds: float = 600.0
     max_attempts: int = 3
     backoff_seconds: float = 30.0
     drain_seconds: float = 30.0
     on_drift: str = "flag"  # flag | refuse
     resources: dict | None = None  # e.g. {"GPU": 1} to route batches to GPU workers
+
+    @classmethod
+    def from_config(cls, config: dict, **overrides) -> RunSettings:
+        """A run's stored configuration (engine settings under "identify") with overrides."""
+        values = {**config, **{k: v for k, v in overrides.items() if v is not None}}
+        identify = values.pop("identify", {})
+        reject_unknown(cls, values, "run setting")
+        return cls(identify=identify if isinstance(identify, IdentifyConfig) else IdentifyConfig.from_dict(identify),
+                   **values)
 
 
 @dataclass
@@ -110,10 +118,10 @@ class Orchestrator:
         self.ledger = ledger
         self.run = ledger.get_run(run_name)
         self.client = client
-        self.settings = settings or RunSettings(identify=self.run.config.get("identify", {}))
+        self.settings = settings or RunSettings.from_config(self.run.config)
         self.on_progress = on_progress
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-        self._config_json = json.dumps(self.settings.identify, sort_keys=True)
+        self._config_json = self.settings.identify.to_json()
         self._events: queue.Queue = queue.Queue()
         self._batches: dict[str, _Batch] = {}
         self._stop = threading.Event()
@@ -166,14 +174,14 @@ class Orchestrator:
     # -- the loop ---------------------------------------------------------------------------
 
     def _loop(self) -> None:
-        window = self.settings.window or max(2, 2 * sum(self.client.nthreads().values()))
+        in_flight = self.settings.batches_in_flight or max(2, 2 * sum(self.client.nthreads().values()))
         if self.settings.resources is None and _cluster_has_gpus(self.client):
             self.settings.resources = {"GPU": 1}  # route batches to GPU workers only
         last_housekeeping = 0.0
         exhausted = False
         while True:
-            if not self._stop.is_set() and len(self._batches) < window:
-                exhausted = not self._submit_more(window)
+            if not self._stop.is_set() and len(self._batches) < in_flight:
+                exhausted = not self._submit_more(in_flight)
             self._drain_events(timeout=0.05 if self._batches else 0)
             self._check_futures()
             now = time.monotonic()
@@ -184,9 +192,9 @@ class Orchestrator:
                 if self._stop.is_set() or not self._waiting_for_retries():
                     return
 
-    def _submit_more(self, window: int) -> bool:
-        """Fill the window; False when the ledger has nothing to claim right now."""
-        while len(self._batches) < window:
+    def _submit_more(self, in_flight: int) -> bool:
+        """Keep `in_flight` batches on the cluster; False when the ledger has nothing to claim now."""
+        while len(self._batches) < in_flight:
             claims = self._db(self.ledger.claim, self.run.id, self.owner, self.settings.batch_files,
                               self.settings.lease_seconds)
             if not claims:
@@ -442,9 +450,3 @@ def _split_by_bytes(claims: list[Claim], limit: int) -> list[list[Claim]]:
         current.append(claim)
         size += claim.size or 0
     return [*batches, current] if current else batches
-
-
-def settings_from_config(config: dict, **overrides) -> RunSettings:
-    """RunSettings from a run's stored config plus command-line overrides."""
-    names = {f.name for f in dataclasses.fields(RunSettings)}
-    return RunSettings(**{k: v for k, v in {**config, **overrides}.items() if k in names and v is not None})

@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import math
 import re
@@ -18,8 +19,9 @@ import sqlalchemy as sa
 
 from lid_dask.ledger import Ledger
 from lid_dask.ledger.ledger import DEFAULT_URL
-from lid_dask.models import DEFAULT_MODEL, ModelSpec
-from lid_dask.orchestrator import Orchestrator, Progress, settings_from_config
+from lid_dask.config import IdentifyConfig
+from lid_dask.models import ModelSpec
+from lid_dask.orchestrator import Orchestrator, Progress, RunSettings
 from lid_dask.sources import iter_entries
 from lid_dask.storage import local_worker_environment, split_secrets
 
@@ -76,32 +78,38 @@ class Run:
 
     @classmethod
     def create(cls, name: str | None = None, sources: Iterable[str] = (), db: str = DEFAULT_URL, *,
-               models: str | list[str] = DEFAULT_MODEL, windows: str | None = None,
-               languages: list[str] | None = None, vad: str = "silero", device: str = "auto",
-               storage_options: dict | None = None, calibrated: bool = True, **settings) -> Run:
+               storage_options: dict | None = None, allowed_roots: Iterable[str] = (), calibrated: bool = True,
+               **options) -> Run:
         """Create a run (or reopen the one with that name) and register `sources` in it.
 
-        With `calibrated`, the newest calibration of each model stored in the ledger
-        (`lid-dask calibrate`) is applied to its answers before consensus. Only the public part
-        of `storage_options` (no credentials) is stored with the run.
+        `options` are engine settings (the fields of `IdentifyConfig`: ``models``, ``windows``,
+        ``languages``, ``vad``...) and run settings (the fields of `RunSettings`: ``batch_files``,
+        ``max_attempts``...); a name that is neither is an error. With `calibrated`, the newest
+        calibration of each model stored in the ledger (`lid-dask calibrate`) is applied to its
+        answers before consensus. Only the public part of `storage_options` (no credentials) is
+        stored with the run; `allowed_roots` widens what a manifest may name.
         """
+        engine_names = {f.name for f in dataclasses.fields(IdentifyConfig)}
+        engine = IdentifyConfig.from_dict({k: v for k, v in options.items() if k in engine_names})
+        settings = {k: v for k, v in options.items() if k not in engine_names}
+        RunSettings.from_config({}, **settings)  # a misspelt run setting fails here, before anything is stored
         ledger = Ledger(db)
         name = name or dt.datetime.now().strftime("run-%Y%m%d-%H%M%S")
-        models = [models] if isinstance(models, str) else list(models)
-        calibrations = ledger.latest_calibrations([ModelSpec.parse(m).name for m in models]) if calibrated else None
-        public, _ = split_secrets(storage_options)
-        identify = {"models": models, "windows": windows, "languages": languages, "vad": vad, "device": device,
-                    "storage_options": public or None, "calibrations": calibrations or None}
-        ledger.create_run(name, {"identify": {k: v for k, v in identify.items() if v is not None}, **settings})
+        if calibrated:
+            calibrations = ledger.latest_calibrations([ModelSpec.parse(m).name for m in engine.models])
+            engine = engine.replace(calibrations=calibrations or None)
+        engine = engine.replace(storage_options=split_secrets(storage_options)[0] or None)
+        ledger.create_run(name, {"identify": engine.to_dict(), **settings})
         run = cls(name, ledger=ledger, storage_options=storage_options)
-        run.add(sources)
+        run.add(sources, allowed_roots=allowed_roots)
         return run
 
-    def add(self, sources: Iterable[str], storage_options: dict | None = None) -> int:
+    def add(self, sources: Iterable[str], storage_options: dict | None = None,
+            allowed_roots: Iterable[str] = ()) -> int:
         """Register more files; files already in the run are left alone. Returns how many were new."""
         options = (storage_options or self.storage_options
                    or self.info.config.get("identify", {}).get("storage_options"))
-        return self.ledger.register(self.info.id, iter_entries(list(sources), options))
+        return self.ledger.register(self.info.id, iter_entries(list(sources), options, allowed_roots=allowed_roots))
 
     def execute(self, client=None, progress: bool = True, **overrides) -> Progress:
         """Process the run on `client` (a local cluster if None) until nothing is left, or Ctrl-C."""
@@ -109,7 +117,7 @@ class Run:
 
         own_client = client is None
         client = client or connect(env=local_worker_environment(split_secrets(self.storage_options)[1]))
-        settings = settings_from_config(self.info.config, **overrides)
+        settings = RunSettings.from_config(self.info.config, **overrides)
         try:
             if not progress:
                 return Orchestrator(self.ledger, self.name, client, settings).execute()

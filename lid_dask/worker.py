@@ -10,12 +10,12 @@ carry none; see `lid_dask.storage`); they only identify audio.
 from __future__ import annotations
 
 import functools
-import json
 import os
 
 from distributed import get_worker
 
 from lid_dask import fingerprint as fp
+from lid_dask.config import IdentifyConfig
 from lid_dask.engine import Identifier
 from lid_dask.storage import worker_options
 
@@ -29,8 +29,8 @@ def _identifier(config_json: str) -> Identifier:
 
     The run's storage options carry no credentials; the worker's own environment supplies them.
     """
-    config = json.loads(config_json)
-    return Identifier(**{**config, "storage_options": worker_options(config.get("storage_options"))})
+    config = IdentifyConfig.from_json(config_json)
+    return Identifier(config, storage_options=worker_options(config.storage_options))
 
 
 def worker_fingerprint(config_json: str) -> dict:
@@ -61,5 +61,5 @@ def dask_setup(worker) -> None:
     specs = [m for m in os.environ.get("LID_DASK_MODELS", "").split(",") if m]
     if not specs:
         return
-    config_json = json.dumps({"models": specs}, sort_keys=True)
+    config_json = IdentifyConfig(models=tuple(specs)).to_json()
     worker.log_event(FINGERPRINT_TOPIC, {"worker": str(worker.name), "fingerprint": worker_fingerprint(config_json)})

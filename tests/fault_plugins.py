@@ -35,7 +35,8 @@ register_backend("poison-sensitive", PoisonSensitive)
 
 
 class ContentHash(Backend):
-    """Answers a language chosen by a hash of the samples it hears, slowly (0.2 s per window).
+    """Answers a language chosen by a hash of the samples it hears, slowly (``?delay=`` seconds per
+    window, default 0.2).
 
     Deterministic and different from file to file, so a result recorded against the wrong file
     shows; slow enough that batches are still running when an orchestrator is stopped.
@@ -46,9 +47,10 @@ class ContentHash(Backend):
     def __init__(self, spec, device="cpu"):
         super().__init__(spec, device)
         self.labels = ["en", "de", "fr", "es", "it", "pt", "nl", "sv", "pl", "cs"]
+        self.delay = float(spec.options.get("delay", 0.2))
 
     def predict(self, windows):
-        time.sleep(0.2 * len(windows))
+        time.sleep(self.delay * len(windows))
         out = np.full((len(windows), len(self.labels)), 0.02, dtype=np.float32)
         for row, window in enumerate(windows):
             digest = int(np.round(window.astype(np.float64) * 32767).astype(np.int64).sum())

@@ -76,18 +76,6 @@ def test_the_other_sources_of_the_command_are_allowed_roots(tmp_path):
     assert [uri for uri, _ in entries] == ["s3://archive/a.wav", f"{tmp_path}/audio/b.wav", "s3://archive/first.wav"]
 
 
-@pytest.fixture
-def no_credentials(monkeypatch, tmp_path):
-    """An environment where botocore finds no credentials, and never asks a metadata service."""
-    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE",
-                 "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI", "AWS_CONTAINER_CREDENTIALS_FULL_URI",
-                 "AWS_WEB_IDENTITY_TOKEN_FILE"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
-    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
-    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
-
-
 def test_an_s3_prefix_without_credentials_stops_the_command(s3, no_credentials):
     endpoint_only = {"client_kwargs": s3["client_kwargs"], "skip_instance_cache": True}
     with pytest.raises(SourceError, match=r"cannot read s3://clips/talk/: permission_denied: no credentials"):

@@ -14,7 +14,6 @@ from lid_dask.errors import AudioError, ErrorKind
 from lid_dask.sources import expand_sources
 from lid_dask.windows import WindowPlan
 
-from .test_sources_roots import no_credentials  # noqa: F401 - a fixture
 
 
 def test_s3_files_missing_keys_and_listing(s3):
@@ -74,6 +73,8 @@ def test_http_urls(http_base):
     assert info.value.kind is ErrorKind.NOT_FOUND
     results = Identifier().identify_batch([f"{http_base}/en_stereo.m4a"])
     assert results[0].error_kind == "permission_denied" and "address not allowed" in results[0].error
+    (allowed,) = Identifier(allow_private_network=["127.0.0.0/8"]).identify_batch([f"{http_base}/en_stereo.m4a"])
+    assert allowed.language == "en", allowed.error
 
 
 def test_s3_object_without_credentials_is_permission_denied(s3, no_credentials):
