@@ -30,7 +30,8 @@ class IdentifyConfig:
     the consensus rule's weights and thresholds; `storage_options`: fsspec options (no
     credentials in a run: see `lid_dask.storage`); `calibrations`: fitted calibrations by model
     name (from the ledger); `allow_private_network`: True, or CIDR networks, that HTTP(S) audio
-    may be fetched from besides public addresses; `batch_files`, `decode_threads`: batching.
+    may be fetched from besides public addresses; `chunk_files`: files `Identifier.iter_results`
+    decodes and runs through the models together; `decode_threads`: files decoded at once.
     """
 
     models: tuple[str, ...] = (DEFAULT_MODEL,)
@@ -42,7 +43,7 @@ class IdentifyConfig:
     storage_options: dict | None = None
     calibrations: dict | None = None
     allow_private_network: bool | tuple[str, ...] = False
-    batch_files: int = 8
+    chunk_files: int = 8
     decode_threads: int = 2
 
     def __post_init__(self):
@@ -64,8 +65,8 @@ class IdentifyConfig:
             set_("consensus", _consensus(self.consensus))
         if not isinstance(self.allow_private_network, bool):
             set_("allow_private_network", tuple(self.allow_private_network))
-        if self.batch_files < 1 or self.decode_threads < 1:
-            raise ValueError("batch_files and decode_threads must be at least 1")
+        if self.chunk_files < 1 or self.decode_threads < 1:
+            raise ValueError("chunk_files and decode_threads must be at least 1")
 
     def to_dict(self) -> dict:
         """JSON-ready: lists for tuples, the consensus rule as a dict."""

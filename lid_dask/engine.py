@@ -77,7 +77,7 @@ class Identifier:
                      ) -> Iterator[FileResult]:
         """Stream results; decoding of the next batch overlaps inference of the current one."""
         with ThreadPoolExecutor(self.config.decode_threads) as pool:
-            batches = map(list, partition_all(self.config.batch_files, uris))
+            batches = map(list, partition_all(self.config.chunk_files, uris))
             pending = None
             for batch in itertools.chain(batches, [None]):
                 submitted = (batch, [pool.submit(self._prepare, u) for u in batch]) if batch else None
