@@ -1,9 +1,15 @@
-"""One way to get a Dask client: a remote scheduler, local GPUs, or local CPU processes."""
+"""One way to get a Dask client: a remote scheduler, local GPUs, or local CPU processes.
+
+`cluster_client` is the context manager the CLI and `Run.execute` use: it connects, and on the
+way out closes the client and any local cluster it started.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+from collections.abc import Iterator
 
 import dask
 from distributed import Client, LocalCluster
@@ -56,6 +62,19 @@ def connect(scheduler: str | None = None, *, security=None, n_workers: int | Non
         env = {**model_threads(workers, threads_per_worker), **common.pop("env", {})}
         cluster = LocalCluster(n_workers=workers, processes=True, env=env, **common)
     return Client(cluster)
+
+
+@contextlib.contextmanager
+def cluster_client(scheduler: str | None = None, **options) -> Iterator[Client]:
+    """`connect(scheduler, **options)` for the length of a ``with`` block."""
+    client = connect(scheduler, **options)
+    try:
+        yield client
+    finally:
+        cluster = client.cluster
+        client.close()
+        if cluster is not None:
+            cluster.close()
 
 
 def model_threads(workers: int, threads_per_worker: int) -> dict[str, str]:

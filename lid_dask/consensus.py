@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from lid_dask.results import TOP_K, ModelVerdict, WindowVerdict
+from lid_dask.vocabulary import Agreement, ReviewReason
 from lid_dask.windows import Window
 
 
@@ -133,14 +134,14 @@ def calibrate(output: ModelOutput, calibration) -> ModelOutput:
 class Consensus:
     language: str | None
     confidence: float
-    agreement: str
-    reasons: tuple[str, ...]
+    agreement: Agreement
+    reasons: tuple[ReviewReason, ...]
 
 
 def combine_models(outputs: list[ModelOutput], config: ConsensusConfig) -> Consensus:
     """The final answer from the models' distributions (see the module docstring)."""
     if not outputs:
-        return Consensus(None, 0.0, "none", ("no_speech",))
+        return Consensus(None, 0.0, Agreement.NONE, (ReviewReason.NO_SPEECH,))
     total: dict[str, float] = {}
     weight_sum = 0.0
     for out in outputs:
@@ -152,20 +153,20 @@ def combine_models(outputs: list[ModelOutput], config: ConsensusConfig) -> Conse
     confidence = total[language] / weight_sum if weight_sum > 0 else 0.0
     votes = sum(out.verdict.language == language for out in outputs)
     if len(outputs) == 1:
-        agreement = "single"
+        agreement = Agreement.SINGLE
     elif votes == len(outputs):
-        agreement = "unanimous"
+        agreement = Agreement.UNANIMOUS
     elif votes * 2 > len(outputs):
-        agreement = "majority"
+        agreement = Agreement.MAJORITY
     else:
-        agreement = "split"
+        agreement = Agreement.SPLIT
     reasons = []
-    if agreement == "split" or (agreement == "majority" and config.review_majority):
-        reasons.append("models_disagree")
+    if agreement == Agreement.SPLIT or (agreement == Agreement.MAJORITY and config.review_majority):
+        reasons.append(ReviewReason.MODELS_DISAGREE)
     if confidence < config.low_confidence:
-        reasons.append("low_confidence")
+        reasons.append(ReviewReason.LOW_CONFIDENCE)
     if any(out.verdict.windows_disagree for out in outputs):
-        reasons.append("windows_disagree")
+        reasons.append(ReviewReason.WINDOWS_DISAGREE)
     return Consensus(language, float(confidence), agreement, tuple(reasons))
 
 

@@ -28,6 +28,7 @@ from lid_dask.models import Backend, load_model
 from lid_dask.results import FileResult
 from lid_dask.sources import expand_sources
 from lid_dask.speech import speech_seconds
+from lid_dask.vocabulary import ReviewReason
 from lid_dask.windows import Window, WindowPlan
 
 log = logging.getLogger(__name__)
@@ -207,8 +208,8 @@ class Identifier:
                     decoded_seconds=audio.decoded_seconds, extra=extra)
         if not outputs:
             listened = sum(w.duration for w in audio.windows)
-            return FileResult(**base, needs_review=True, review_reasons=("no_speech",),
-                              error_kind=ErrorKind.NO_SPEECH.value,
+            return FileResult(**base, needs_review=True, review_reasons=(ReviewReason.NO_SPEECH,),
+                              error_kind=ErrorKind.NO_SPEECH,
                               error=f"no speech in the {len(audio.windows)} window(s) analysed ({listened:.1f} s)")
         decision = combine_models(outputs, self.consensus)
         return FileResult(**base, language=decision.language, confidence=decision.confidence,
@@ -217,9 +218,9 @@ class Identifier:
 
 
 def _error_result(uri: str, error: AudioError) -> FileResult:
-    reasons = (error.kind.value,) if error.kind in (ErrorKind.TOO_SHORT, ErrorKind.NO_SPEECH) else ()
+    reasons = (ReviewReason(error.kind),) if error.kind.is_answer else ()  # a person may listen for speech
     return FileResult(uri=uri, needs_review=bool(reasons), review_reasons=reasons,
-                      error_kind=error.kind.value, error=error.message, retryable=error.retryable)
+                      error_kind=error.kind, error=error.message, retryable=error.retryable)
 
 
 def identify(sources: str | Iterable[str], progress: bool = False, allowed_roots: Iterable[str] = (),

@@ -1,35 +1,19 @@
 """Classified per-file failures.
 
 A run over millions of files must never stop for one bad file, and the ledger must know whether
-retrying can help. Every failure is an `AudioError` carrying an `ErrorKind`; only network errors
-are transient. `INTERNAL` means a bug in lid-dask and nothing else: everything a file, a storage
-system or a network can do wrong has its own kind.
+retrying can help. Every failure is an `AudioError` carrying an `ErrorKind` (`lid_dask.vocabulary`);
+only network errors are transient. `INTERNAL` means a bug in lid-dask and nothing else: everything
+a file, a storage system or a network can do wrong has its own kind.
 """
 
 from __future__ import annotations
 
 import errno
 from collections.abc import Iterator
-from enum import StrEnum
 
+from lid_dask.vocabulary import ErrorKind
 
-class ErrorKind(StrEnum):
-    NOT_FOUND = "not_found"
-    PERMISSION_DENIED = "permission_denied"
-    EMPTY = "empty"
-    TRUNCATED = "truncated"
-    CORRUPT = "corrupt"
-    NO_AUDIO_STREAM = "no_audio_stream"
-    UNSUPPORTED_CODEC = "unsupported_codec"
-    TOO_SHORT = "too_short"
-    NO_SPEECH = "no_speech"
-    NETWORK = "network"
-    INTERNAL = "internal"
-
-    @property
-    def retryable(self) -> bool:
-        """Only a network error can go away by itself; everything else is a property of the file."""
-        return self is ErrorKind.NETWORK
+__all__ = ["AddressNotAllowed", "AudioError", "ErrorKind", "SourceError", "causes", "classify_storage_error"]
 
 
 class AudioError(Exception):

@@ -42,6 +42,7 @@ from lid_dask.config import IdentifyConfig, reject_unknown
 from lid_dask.ledger import Claim, Ledger, Outcome
 from lid_dask.ledger import schema
 from lid_dask.results import FileResult
+from lid_dask.vocabulary import ErrorKind
 from lid_dask.worker import FINGERPRINT_TOPIC, RESULTS_TOPIC, identify_batch_task
 
 log = logging.getLogger(__name__)
@@ -305,7 +306,7 @@ class Orchestrator:
             self._batches.pop(batch.token)
             if len(batch.claims) == 1:
                 claim = batch.claims[0]
-                self._record_outcomes([Outcome(claim.file_id, None, error_kind="killed_worker", error=(
+                self._record_outcomes([Outcome(claim.file_id, None, error_kind=ErrorKind.KILLED_WORKER, error=(
                     f"processing this file killed the worker process {1 + _allowed_failures()} times; "
                     "isolated as a poison file"))])
                 return
@@ -326,7 +327,7 @@ class Orchestrator:
     def _record(self, batch: _Batch, outcomes: list[Outcome], worker: str | None = None) -> None:
         """Record a batch's answers; its files without one are lost this time, and retried."""
         answered = {o.file_id for o in outcomes}
-        outcomes = outcomes + [Outcome(c.file_id, None, worker=worker, error_kind="lost", retryable=True,
+        outcomes = outcomes + [Outcome(c.file_id, None, worker=worker, error_kind=ErrorKind.LOST, retryable=True,
                              error="the batch's results event did not answer for this file")
                      for c in batch.claims if c.file_id not in answered]
         self._record_outcomes(outcomes)
@@ -342,8 +343,7 @@ class Orchestrator:
         refused_ids = {r.file_id for r in refused}
         recorded = [o for o in outcomes if o.file_id not in refused_ids]
         self.progress.done_this_session += len(recorded)
-        self.progress.failures += sum(1 for o in recorded if o.result is None or
-                                      (not o.result.ok and o.result.error_kind not in ("no_speech", "too_short")))
+        self.progress.failures += sum(1 for o in recorded if o.result is None or not o.result.answered)
         self.progress.counts = self._db(self.ledger.counts, self.run.id)  # a few rows of the counter table
         if self.on_progress:
             self.on_progress(self.progress)

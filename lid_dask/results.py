@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import functools
 import json
 from dataclasses import asdict, dataclass, field
+
+from lid_dask.vocabulary import Agreement, ErrorKind, ReviewReason
 
 TOP_K = 5
 
@@ -38,21 +41,35 @@ class FileResult:
     uri: str
     language: str | None = None
     confidence: float = 0.0
-    agreement: str = "none"  # unanimous | majority | split | single | none
+    agreement: str = Agreement.NONE  # an `Agreement`
     needs_review: bool = False
-    review_reasons: tuple[str, ...] = ()
+    review_reasons: tuple[str, ...] = ()  # `ReviewReason`s
     duration: float | None = None
     speech_seconds: float = 0.0
     decoded_seconds: float = 0.0
     models: tuple[ModelVerdict, ...] = ()
-    error_kind: str | None = None
+    error_kind: str | None = None  # an `ErrorKind`
     error: str | None = None
     retryable: bool = False
     extra: dict = field(default_factory=dict)
 
+    def __post_init__(self):
+        """Words from the vocabularies only (a result may come from an untrusted worker's event),
+        kept as plain strings so that the record travels anywhere (msgpack events, JSON, Parquet)."""
+        set_ = functools.partial(object.__setattr__, self)
+        set_("agreement", Agreement(self.agreement).value)
+        set_("review_reasons", tuple(ReviewReason(r).value for r in self.review_reasons))
+        if self.error_kind is not None:
+            set_("error_kind", ErrorKind(self.error_kind).value)
+
     @property
     def ok(self) -> bool:
         return self.error_kind is None
+
+    @property
+    def answered(self) -> bool:
+        """The file has its answer: a language, or that it holds no speech or is too short."""
+        return self.ok or ErrorKind(self.error_kind).is_answer
 
     def to_row(self) -> dict:
         """A flat row for tables: one column per model's language and probability."""

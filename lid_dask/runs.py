@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime as dt
 import math
@@ -17,14 +18,13 @@ from dataclasses import dataclass
 import pandas as pd
 import sqlalchemy as sa
 
+from lid_dask.config import IdentifyConfig
 from lid_dask.ledger import Ledger
 from lid_dask.ledger.ledger import DEFAULT_URL
-from lid_dask.config import IdentifyConfig
 from lid_dask.models import ModelSpec
 from lid_dask.orchestrator import Orchestrator, Progress, RunSettings
 from lid_dask.sources import iter_entries
 from lid_dask.storage import local_worker_environment, split_secrets
-
 
 RESULT_DTYPES = {
     "file_id": "int64", "uri": "str", "state": "str", "language": "str", "confidence": "float64",
@@ -113,24 +113,19 @@ class Run:
 
     def execute(self, client=None, progress: bool = True, **overrides) -> Progress:
         """Process the run on `client` (a local cluster if None) until nothing is left, or Ctrl-C."""
-        from lid_dask.cluster import connect
+        from lid_dask.cluster import cluster_client
 
-        own_client = client is None
-        client = client or connect(env=local_worker_environment(split_secrets(self.storage_options)[1]))
         settings = RunSettings.from_config(self.info.config, **overrides)
-        try:
+        with contextlib.ExitStack() as stack:
+            if client is None:
+                secret = split_secrets(self.storage_options)[1]
+                client = stack.enter_context(cluster_client(env=local_worker_environment(secret)))
             if not progress:
                 return Orchestrator(self.ledger, self.name, client, settings).execute()
             from lid_dask.progress import RunProgress
 
-            with RunProgress(self.name) as display:
-                return Orchestrator(self.ledger, self.name, client, settings, on_progress=display.update).execute()
-        finally:
-            if own_client:
-                cluster = client.cluster
-                client.close()
-                if cluster is not None:
-                    cluster.close()
+            display = stack.enter_context(RunProgress(self.name))
+            return Orchestrator(self.ledger, self.name, client, settings, on_progress=display.update).execute()
 
     def status(self, window: dt.timedelta = dt.timedelta(minutes=10)) -> Status:
         """Counts, top errors and the pace over the last `window`.

@@ -255,5 +255,6 @@ def test_a_name_is_never_a_glob_pattern(tmp_path, speech_en):
     assert load_windows(str(tmp_path / "take[12]*.wav"), WindowPlan()).decoded_seconds > 3
 
 
-def test_only_network_errors_are_retryable():
-    assert {k for k in ErrorKind if k.retryable} == {ErrorKind.NETWORK}
+def test_only_network_errors_and_lost_work_are_retryable():
+    assert {k for k in ErrorKind if k.retryable} == {ErrorKind.NETWORK, ErrorKind.LOST}
+    assert {k for k in ErrorKind if k.is_answer} == {ErrorKind.NO_SPEECH, ErrorKind.TOO_SHORT}

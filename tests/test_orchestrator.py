@@ -121,16 +121,20 @@ def test_partial_foreign_and_malformed_events_fail_nothing_else(run):
             event = answers(name, token, uris)
             event["results"][0]["uri"] = "/audio/elsewhere.wav"
             return [event]
-        if attempt == 3:  # malformed
+        if attempt == 3:  # malformed: no list of results
             return [{"run": name, "batch": token, "worker": "worker", "fingerprint": FINGERPRINT, "results": 7}]
+        if attempt == 4:  # malformed: a word from no vocabulary
+            event = answers(name, token, uris)
+            event["results"][1]["error_kind"] = "gremlins"
+            return [event]
         return [answers(name, token, uris)]
 
     progress = execute(run, FakeClient(answer))
     assert_every_file_holds_its_own_answer(run)
-    assert progress.ignored == {"names a file outside its batch": 1, "malformed event": 1}
+    assert progress.ignored == {"names a file outside its batch": 1, "malformed event": 2}
     # Each misbehaviour cost the files it left unanswered one attempt: 1 (partial), 1 (the file
-    # whose answer named another), 2 (malformed); nothing else was charged.
-    assert run.results().attempts.sum() == 6 + 4
+    # whose answer named another), 2 and 2 (malformed); nothing else was charged.
+    assert run.results().attempts.sum() == 6 + 6
 
 
 def test_a_worker_that_never_answers_right_ends_with_dead_files_not_leased_ones(run):
@@ -140,3 +144,16 @@ def test_a_worker_that_never_answers_right_ends_with_dead_files_not_leased_ones(
     assert frame.error.str.contains("did not answer for this file").all()
     assert run.status().counts["leased"] == 0
     assert progress.ignored == {"names a file outside its batch": 9}  # 3 attempts of 3 batches
+
+
+def test_results_travel_as_plain_strings_in_worker_events():
+    """A worker's log_event takes exact builtin types only (distributed's own check), no enum members."""
+    from distributed.protocol.serialize import _is_dumpable
+
+    from lid_dask.vocabulary import Agreement, ErrorKind, ReviewReason
+
+    result = FileResult(uri="/a.wav", agreement=Agreement.SINGLE, review_reasons=(ReviewReason.NO_SPEECH,),
+                        error_kind=ErrorKind.NO_SPEECH, error="no speech")
+    assert _is_dumpable(answers("r", "t", ["/a.wav"])) and _is_dumpable(result.to_dict())
+    assert FileResult.from_dict(result.to_dict()) == result
+    assert result.answered and not result.ok

@@ -16,6 +16,7 @@ from toolz import partition_all
 
 from lid_dask.ledger import schema as s
 from lid_dask.results import FileResult
+from lid_dask.vocabulary import ErrorKind
 
 CHUNK = 1000  # rows per multi-row INSERT: ~20k rows/s on PostgreSQL here (brief)
 DEFAULT_URL = "sqlite:///lid-dask.db"
@@ -592,13 +593,11 @@ def _refusal(o: Outcome, lease, owner: str) -> str | None:
 
 
 def _failure(o: Outcome) -> tuple[str | None, str | None, bool]:
-    """(error kind, message, retryable) of an outcome; (None, None, False) when it succeeded.
-
-    A file with no speech or too short is done, not failed: that is its answer.
-    """
+    """(error kind, message, retryable) of an outcome; (None, None, False) when the file has its
+    answer (`FileResult.answered`: no speech and too short are answers)."""
     if o.result is None:
-        return o.error_kind or "lost", o.error or "the file's work was lost", o.retryable
-    if o.result.ok or o.result.error_kind in ("no_speech", "too_short"):
+        return o.error_kind or ErrorKind.LOST, o.error or "the file's work was lost", o.retryable
+    if o.result.answered:
         return None, None, False
     return o.result.error_kind, o.result.error, o.result.retryable
 

@@ -11,11 +11,13 @@ from __future__ import annotations
 from sqlalchemy import (JSON, BigInteger, Boolean, Column, DateTime, Float, ForeignKey, Index, Integer, MetaData,
                         String, Table, Text, UniqueConstraint)
 
+from lid_dask.vocabulary import FileState
+
 metadata = MetaData()
 
-# File states
-PENDING, LEASED, DONE, FAILED, DEAD = "pending", "leased", "done", "failed", "dead"
-STATES = (PENDING, LEASED, DONE, FAILED, DEAD)
+# File states (`FileState`), by their short names in queries
+PENDING, LEASED, DONE, FAILED, DEAD = FileState
+STATES = tuple(FileState)
 
 runs = Table(
     "runs", metadata,

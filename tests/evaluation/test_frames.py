@@ -59,7 +59,7 @@ def test_from_a_real_ledger(tmp_path, read):
                                                        needs_review=agreement == "split", models=verdicts))
 
     ledger.record([answer(uris[0], "en", "en"), answer(uris[1], "de", "nl"), answer(uris[2], "fr", "fr"),
-                   Outcome(claims[uris[3]].file_id, FileResult(uri=uris[3], error_kind="decode", error="bad"))],
+                   Outcome(claims[uris[3]].file_id, FileResult(uri=uris[3], error_kind="corrupt", error="bad"))],
                   "me", max_attempts=1, backoff=0)
     run = Run("eval", ledger=ledger)
     labels = LabelSet(pd.DataFrame({"uri": uris, "language": ["en", "de", "it", "es"], "raw_label": ""}))
