@@ -64,6 +64,7 @@ class RunSettings:
     max_attempts: int = 3
     backoff_seconds: float = 30.0
     drain_seconds: float = 30.0
+    event_grace_seconds: float = 30.0  # a finished batch's results event may lag its task this long
     on_drift: str = "flag"  # flag | refuse
     resources: dict | None = None  # e.g. {"GPU": 1} to route batches to GPU workers
 
@@ -293,7 +294,7 @@ class Orchestrator:
             elif status == "finished":
                 # The event travels a different path than the task state; give it time to arrive.
                 batch.finished_at = batch.finished_at or time.monotonic()
-                if time.monotonic() - batch.finished_at > 30:
+                if time.monotonic() - batch.finished_at > self.settings.event_grace_seconds:
                     log.warning("batch %s finished but its results never arrived; resubmitting", batch.token[:8])
                     self._resubmit(batch)
 

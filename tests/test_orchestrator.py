@@ -11,6 +11,8 @@ import time
 
 import pytest
 
+from distributed.scheduler import KilledWorker
+
 from lid_dask.orchestrator import Orchestrator, RunSettings
 from lid_dask.results import FileResult
 from lid_dask.runs import Run
@@ -20,8 +22,12 @@ FINGERPRINT = {"packages": {"lid-dask": "test"}}
 
 
 class FakeFuture:
-    def __init__(self):
-        self.status = "finished"
+    def __init__(self, error: BaseException | None = None):
+        self.status = "error" if error else "finished"
+        self.error = error
+
+    def exception(self, timeout=None):
+        return self.error
 
     def release(self):
         pass
@@ -52,14 +58,17 @@ class FakeClient:
 
     def submit(self, task, run, token, uris, config_json, **_):
         self.submitted.append(uris)
-        for message in self.answer(run, token, uris, len(self.submitted)):
+        answer = self.answer(run, token, uris, len(self.submitted))
+        if isinstance(answer, BaseException):  # the task failed on the cluster
+            return FakeFuture(answer)
+        for message in answer:
             self.handlers[RESULTS_TOPIC]((time.time(), message))
         return FakeFuture()
 
 
-def answers(run, token, uris, language="en"):
+def answers(run, token, uris, language="en", worker="worker", fingerprint=FINGERPRINT):
     """The event an honest worker sends: one result per file, naming it."""
-    return {"run": run, "batch": token, "worker": "worker", "fingerprint": FINGERPRINT,
+    return {"run": run, "batch": token, "worker": worker, "fingerprint": fingerprint,
             "results": [FileResult(uri=u, language=language, confidence=0.9, agreement="single",
                                    duration=float(len(u))).to_dict() for u in uris]}
 
@@ -157,3 +166,53 @@ def test_results_travel_as_plain_strings_in_worker_events():
     assert _is_dumpable(answers("r", "t", ["/a.wav"])) and _is_dumpable(result.to_dict())
     assert FileResult.from_dict(result.to_dict()) == result
     assert result.answered and not result.ok
+
+
+def test_a_batch_that_keeps_killing_workers_is_split_until_the_poison_file_is_alone(run):
+    def answer(name, token, uris, attempt):
+        if "/audio/ccc.wav" in uris:
+            return KilledWorker("lid-batch", "tcp://127.0.0.1:1", allowed_failures=1)
+        return [answers(name, token, uris)]
+
+    client = FakeClient(answer)
+    execute(run, client, batch_files=6)
+    frame = run.results().set_index("uri")
+    assert frame.loc["/audio/ccc.wav", "state"] == "dead"
+    assert frame.loc["/audio/ccc.wav", "error_kind"] == "killed_worker"
+    assert (frame.drop("/audio/ccc.wav").state == "done").all()
+    assert [len(uris) for uris in client.submitted if "/audio/ccc.wav" in uris] == [6, 3, 2, 1]
+
+
+def test_batches_are_split_by_bytes(tmp_path):
+    run = Run.create("bytes", [], db=f"sqlite:///{tmp_path / 'ledger.db'}", models="null")
+    run.ledger.register(run.info.id, [(f"/audio/{i}.wav", size) for i, size in enumerate([40, 50, 30, 90, 10, 5])])
+    client = FakeClient(lambda name, token, uris, _: [answers(name, token, uris)])
+    execute(run, client, batch_files=6, batch_bytes=100)
+    sizes = {f"/audio/{i}.wav": size for i, size in enumerate([40, 50, 30, 90, 10, 5])}
+    assert [[sizes[u] for u in uris] for uris in client.submitted] == [[40, 50], [30], [90, 10], [5]]
+
+
+def test_a_drifted_workers_results_are_refused_and_its_batch_resubmitted(run):
+    run.ledger.set_fingerprint(run.info.id, FINGERPRINT)
+    drifted = {"packages": {"lid-dask": "another build"}}
+
+    def answer(name, token, uris, attempt):
+        if attempt % 2:  # every other batch lands on the drifted worker first
+            return [answers(name, token, uris, language="xx", worker="tcp://drifted:1", fingerprint=drifted)]
+        return [answers(name, token, uris, worker="tcp://good:1")]
+
+    execute(run, FakeClient(answer), on_drift="refuse")
+    assert_every_file_holds_its_own_answer(run)
+    frame = run.results()
+    assert set(frame.language) == {"en"} and set(frame.worker) == {"tcp://good:1"}
+    workers = run.workers().set_index("name")
+    assert workers.loc["tcp://drifted:1", "status"] == "flagged" and "another build" in workers.loc["tcp://drifted:1", "reason"]
+    assert workers.loc["tcp://good:1", "status"] == "ok"
+
+
+def test_a_batch_whose_results_never_arrive_is_resubmitted(run):
+    client = FakeClient(lambda name, token, uris, attempt: [] if attempt == 1 else [answers(name, token, uris)])
+    execute(run, client, event_grace_seconds=0.2)
+    assert_every_file_holds_its_own_answer(run)
+    assert client.submitted[0] == client.submitted[-1]  # the silent batch went out again, whole
+    assert run.results().attempts.tolist() == [1] * 6  # the lease was kept: no attempt spent
