@@ -13,7 +13,7 @@ ledger does:
 - a batch that keeps killing workers (KilledWorker) is split in halves until the poison file is
   alone, and that file is marked dead with its reason;
 - an orchestrator crash: leases expire and the files go back to pending for the next run;
-- a database restart: the write is retried until the database is back;
+- a database restart: the ledger waits for the database to be back (`Ledger`, `transient`);
 - Ctrl-C / SIGTERM: stop claiming, finish in-flight batches for a grace period, release the rest.
 """
 
@@ -32,7 +32,6 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-import sqlalchemy.exc
 from distributed import Client
 from distributed.client import FutureCancelledError
 from distributed.scheduler import KilledWorker
@@ -148,25 +147,25 @@ class Orchestrator:
         for topic in (RESULTS_TOPIC, FINGERPRINT_TOPIC):
             self.client.subscribe_topic(topic, functools.partial(self._on_event, topic))
         try:
-            self._db(self.ledger.expire_leases, self.run.id)
+            self.ledger.expire_leases(self.run.id)
             self._loop()
         finally:
             self.client.unsubscribe_topic(RESULTS_TOPIC)
             self.client.unsubscribe_topic(FINGERPRINT_TOPIC)
             self._wind_down()
             restore()
-        self.progress.counts = self._db(self.ledger.counts, self.run.id)
+        self.progress.counts = self.ledger.counts(self.run.id)
         return self.progress
 
     def _acquire_lock(self) -> bool:
         """Take the run lock; a lock left by a dead orchestrator on this host is taken over at once."""
-        if self._db(self.ledger.acquire_lock, self.run.id, self.owner, self.settings.lease_seconds):
+        if self.ledger.acquire_lock(self.run.id, self.owner, self.settings.lease_seconds):
             return True
         holder, _ = self.ledger.lock_holder(self.run.id)
         if holder and _is_dead_local_process(holder):
-            freed = self._db(self.ledger.take_over, self.run.id, holder)
+            freed = self.ledger.take_over(self.run.id, holder)
             log.warning("orchestrator %s died; took over its run and %d leased files", holder, freed)
-            return self._db(self.ledger.acquire_lock, self.run.id, self.owner, self.settings.lease_seconds)
+            return self.ledger.acquire_lock(self.run.id, self.owner, self.settings.lease_seconds)
         return False
 
     def _on_event(self, topic: str, event: tuple) -> None:
@@ -197,7 +196,7 @@ class Orchestrator:
     def _submit_more(self, in_flight: int) -> bool:
         """Keep `in_flight` batches on the cluster; False when the ledger has nothing to claim now."""
         while len(self._batches) < in_flight:
-            claims = self._db(self.ledger.claim, self.run.id, self.owner, self.settings.batch_files,
+            claims = self.ledger.claim(self.run.id, self.owner, self.settings.batch_files,
                               self.settings.lease_seconds)
             if not claims:
                 return False
@@ -273,12 +272,12 @@ class Orchestrator:
         digest = fp.digest(environment)
         if self._reference is None:
             self._reference = environment
-            self._db(self.ledger.set_fingerprint, self.run.id, environment)
+            self.ledger.set_fingerprint(self.run.id, environment)
         drift = fp.differences(self._reference, environment)
         if self._workers_seen.get(worker) != digest:
             self._workers_seen[worker] = digest
             status = "flagged" if drift else "ok"
-            self._db(self.ledger.record_worker, self.run.id, worker, environment, status,
+            self.ledger.record_worker(self.run.id, worker, environment, status,
                      "; ".join(drift) or None)
             if drift:
                 log.warning("worker %s differs from the run's environment: %s", worker, "; ".join(drift))
@@ -336,7 +335,7 @@ class Orchestrator:
         batch.future.release()
 
     def _record_outcomes(self, outcomes: list[Outcome]) -> None:
-        refused = self._db(self.ledger.record, outcomes, self.owner, self.settings.max_attempts,
+        refused = self.ledger.record(outcomes, self.owner, self.settings.max_attempts,
                            self.settings.backoff_seconds)
         for refusal in refused:
             self._ignore("refused by the ledger", "not recorded for file %d (%s): %s", refusal.file_id, refusal.uri,
@@ -345,7 +344,7 @@ class Orchestrator:
         recorded = [o for o in outcomes if o.file_id not in refused_ids]
         self.progress.done_this_session += len(recorded)
         self.progress.failures += sum(1 for o in recorded if o.result is None or not o.result.answered)
-        self.progress.counts = self._db(self.ledger.counts, self.run.id)  # a few rows of the counter table
+        self.progress.counts = self.ledger.counts(self.run.id)  # a few rows of the counter table
         if self.on_progress:
             self.on_progress(self.progress)
 
@@ -356,14 +355,14 @@ class Orchestrator:
 
     def _housekeeping(self) -> None:
         """Renew the run lock and the leases of in-flight files."""
-        if not self._db(self.ledger.acquire_lock, self.run.id, self.owner, self.settings.lease_seconds):
+        if not self.ledger.acquire_lock(self.run.id, self.owner, self.settings.lease_seconds):
             raise RunLocked(f"lost the lock on run {self.run.name!r} to another orchestrator")
         in_flight = [c.file_id for b in self._batches.values() for c in b.claims]
-        self._db(self.ledger.extend_leases, in_flight, self.owner, self.settings.lease_seconds)
+        self.ledger.extend_leases(in_flight, self.owner, self.settings.lease_seconds)
 
     def _waiting_for_retries(self) -> bool:
         """True (after a short sleep) while failed files wait for their backoff to pass."""
-        counts = self._db(self.ledger.counts, self.run.id)
+        counts = self.ledger.counts(self.run.id)
         if counts[schema.FAILED] == 0 and counts[schema.PENDING] == 0:
             return False
         self._stop.wait(min(5.0, self.settings.backoff_seconds))
@@ -379,27 +378,16 @@ class Orchestrator:
         for batch in self._batches.values():
             batch.future.cancel()
         if leftover:
-            self._db(self.ledger.release, leftover, self.owner)
+            self.ledger.release(leftover, self.owner)
             log.info("released %d in-flight files back to pending", len(leftover))
         self._batches.clear()
-        self._db(self.ledger.release_lock, self.run.id, self.owner)
+        self.ledger.release_lock(self.run.id, self.owner)
 
     def _check_futures_quietly(self) -> None:
         try:
             self._check_futures()
         except RuntimeError as exc:
             log.error("%s", exc)
-
-    def _db(self, method, *args, attempts: int = 60):
-        """Call the ledger, waiting out a database restart (connection errors) for about a minute."""
-        for attempt in range(attempts):
-            try:
-                return method(*args)
-            except sqlalchemy.exc.OperationalError as exc:
-                if attempt == attempts - 1:
-                    raise
-                log.warning("ledger unavailable (%s); retrying", str(exc).splitlines()[0])
-                time.sleep(1.0)
 
     def _install_signal_handlers(self) -> Callable[[], None]:
         if threading.current_thread() is not threading.main_thread():

@@ -96,7 +96,7 @@ class Run:
         ledger = Ledger(db)
         name = name or dt.datetime.now().strftime("run-%Y%m%d-%H%M%S")
         if calibrated:
-            calibrations = ledger.latest_calibrations([ModelSpec.parse(m).name for m in engine.models])
+            calibrations = ledger.evaluations.latest_calibrations([ModelSpec.parse(m).name for m in engine.models])
             engine = engine.replace(calibrations=calibrations or None)
         engine = engine.replace(storage_options=split_secrets(storage_options)[0] or None)
         ledger.create_run(name, {"identify": engine.to_dict(), **settings})

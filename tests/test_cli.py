@@ -113,3 +113,12 @@ def test_export_refuses_a_vanishing_output_and_keeps_a_run_name_from_steering_th
     assert out.returncode == 0, out.stderr
     assert [p.name for p in work.iterdir()] == ["_.._escape.parquet"]
     assert {p.name for p in tmp_path.iterdir()} - {"ledger.db-wal", "ledger.db-shm"} == {"ledger.db", "work"}
+
+
+def test_a_database_that_never_answered_fails_at_once_in_one_line():
+    import time
+
+    started = time.monotonic()
+    out = cli("status", "--db", "postgresql+psycopg://postgres@127.0.0.1:1/lid")
+    assert out.returncode == 2 and "cannot open the ledger at postgresql+psycopg://postgres@127.0.0.1:1/lid" in out.stderr
+    assert len(out.stderr.strip().splitlines()) == 1 and time.monotonic() - started < 20

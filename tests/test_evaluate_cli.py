@@ -35,7 +35,7 @@ def test_evaluate_calibrate_review_loop(tmp_path, audio_dir):
     assert {"report.md", "report.html"} <= {p.name for p in (tmp_path / "report").iterdir()}
     assert list((tmp_path / "report").glob("*.png"))
     ledger = Ledger(db)
-    evaluations = ledger.evaluations_frame("tiny")
+    evaluations = ledger.evaluations.evaluations_frame("tiny")
     assert len(evaluations) == 1
     assert evaluations.iloc[0].summary["consensus"]["accuracy"] == pytest.approx(23 / 24)
     run_name = ledger.list_runs()[0].name
@@ -45,7 +45,7 @@ def test_evaluate_calibrate_review_loop(tmp_path, audio_dir):
                  "--dataset", "tiny", "--fail-on-regression", "0.02", cwd=tmp_path)
     assert second.returncode == 3, second.stdout + second.stderr
     assert "regression" in second.stdout and "mcnemar" in second.stdout.lower()
-    assert len(ledger.evaluations_frame("tiny")) == 2
+    assert len(ledger.evaluations.evaluations_frame("tiny")) == 2
     same = cli("evaluate", "--labels", "labels.csv", "--run", run_name, "--db", db, "--dataset", "tiny-again",
                "--fail-on-regression", "0.02", cwd=tmp_path)
     assert same.returncode == 0, same.stdout + same.stderr
@@ -53,7 +53,7 @@ def test_evaluate_calibrate_review_loop(tmp_path, audio_dir):
     calibrated = cli("calibrate", "--labels", "labels.csv", "--run", run_name, "--db", db, cwd=tmp_path)
     assert calibrated.returncode == 0, calibrated.stderr
     assert "held-out" in calibrated.stdout
-    assert "whisper-ct2" in ledger.latest_calibrations(["whisper-ct2"])
+    assert "whisper-ct2" in ledger.evaluations.latest_calibrations(["whisper-ct2"])
 
     exported = cli("review", "export", run_name, "-o", "review.csv", "--db", db, cwd=tmp_path)
     assert exported.returncode == 0, exported.stderr
@@ -66,4 +66,4 @@ def test_evaluate_calibrate_review_loop(tmp_path, audio_dir):
     assert imported.returncode == 0, imported.stderr
     again = cli("evaluate", "--labels", "db:reviewed", "--run", run_name, "--db", db, cwd=tmp_path)
     assert again.returncode == 0, again.stderr
-    assert ledger.evaluations_frame("db:reviewed").iloc[0].summary["consensus"]["n"] == 1
+    assert ledger.evaluations.evaluations_frame("db:reviewed").iloc[0].summary["consensus"]["n"] == 1

@@ -154,9 +154,9 @@ def test_upgrade_from_the_first_revision_keeps_data(tmp_path):
     new = Ledger(url)
     assert new.schema_revision() == "0003"
     assert new.counts(run.id)["pending"] == 1
-    assert new.save_labels("reviewed", [{"uri": "/a.wav", "language": "de"}], source="review") == 1
-    assert new.save_labels("reviewed", [{"uri": "/a.wav", "language": "fr"}], source="review") == 1
-    assert new.labels_frame("reviewed").to_dict("records") == [{"uri": "/a.wav", "language": "fr"}]
+    assert new.evaluations.save_labels("reviewed", [{"uri": "/a.wav", "language": "de"}], source="review") == 1
+    assert new.evaluations.save_labels("reviewed", [{"uri": "/a.wav", "language": "fr"}], source="review") == 1
+    assert new.evaluations.labels_frame("reviewed").to_dict("records") == [{"uri": "/a.wav", "language": "fr"}]
 
 
 # -- the counter table (migration 0003) ------------------------------------------------------------

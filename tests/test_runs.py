@@ -123,11 +123,20 @@ def test_kill_the_orchestrator_and_resume(pg_url, clips, tmp_path):
 
 @pytest.mark.slow
 def test_postgres_restart_mid_run(pg_url, clips, local_client):
+    """The orchestrator and a status reader both wait for the database to come back."""
     run = Run.create("pg-restart", [str(clips)], db=pg_url, batch_files=2)
     thread = run_in_thread(run, local_client)
     wait_for(lambda: run.status().counts["done"] >= 2)
     version = os.listdir("/etc/postgresql")[0]
-    sh("pg_ctlcluster", "--skip-systemctl-redirect", version, "main", "restart")
+    sh("pg_ctlcluster", "--skip-systemctl-redirect", version, "main", "stop", "-m", "fast")
+    statuses = []
+    reader = threading.Thread(target=lambda: statuses.append(run.status()), daemon=True)
+    reader.start()
+    time.sleep(3)
+    assert reader.is_alive() and not statuses  # waiting, not failing
+    sh("pg_ctlcluster", "--skip-systemctl-redirect", version, "main", "start")
+    reader.join(timeout=60)
+    assert statuses and statuses[0].total == 16
     thread.join(timeout=300)
     assert not thread.is_alive()
     assert_exactly_once(run, 16)

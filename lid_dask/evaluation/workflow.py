@@ -39,7 +39,7 @@ def load_ground_truth(source: str, ledger: Ledger, kind: str = "auto", split: st
     `split` applies to the layouts that have splits (Common Voice, FLEURS).
     """
     if source.startswith(DB_LABELS):
-        frame = ledger.labels_frame(source.removeprefix(DB_LABELS)).assign(raw_label=lambda f: f["language"])
+        frame = ledger.evaluations.labels_frame(source.removeprefix(DB_LABELS)).assign(raw_label=lambda f: f["language"])
         return label_set(frame, source)
     kind = detect_kind(source, storage_options) if kind == "auto" else kind
     options = {"split": split} if kind in ("commonvoice", "fleurs") else {}
@@ -60,11 +60,11 @@ def evaluate_run(run: Run, labels: LabelSet, dataset: str, threshold: float = 0.
     summary = {m: {k: _number(ds[k].sel(model=m)) for k in ("n", "accuracy", "macro_f1", "ece", "coverage")}
                for m in models}
     info = ledger.get_run(run.name)
-    evaluation_id = ledger.save_evaluation(dataset, info.id, models, info.fingerprint, summary, to_json(ds))
-    previous_id = ledger.previous_evaluation(dataset, evaluation_id)
+    evaluation_id = ledger.evaluations.save_evaluation(dataset, info.id, models, info.fingerprint, summary, to_json(ds))
+    previous_id = ledger.evaluations.previous_evaluation(dataset, evaluation_id)
     comparison = None
     if previous_id is not None:
-        previous = from_json(ledger.evaluation_result(previous_id))
+        previous = from_json(ledger.evaluations.evaluation_result(previous_id))
         previous_run = _run_of_evaluation(ledger, previous_id)
         paired = None
         if previous_run is not None:
@@ -86,7 +86,7 @@ def calibrate_run(run: Run, labels: LabelSet, dataset: str, test_fraction: float
     shas = {m.get("name"): m.get("model_sha256") for m in (run.ledger.get_run(run.name).fingerprint or {}).get("models", [])}
     for model, calibration in fitted.items():
         ece = effect["calibration_ece"].sel(model=model)
-        run.ledger.save_calibration(model, shas.get(model), calibration.to_dict()["method"], calibration.to_dict(),
+        run.ledger.evaluations.save_calibration(model, shas.get(model), calibration.to_dict()["method"], calibration.to_dict(),
                                     dataset, _number(ece.sel(stage="raw")), _number(ece.sel(stage="calibrated")))
     return effect
 
@@ -115,7 +115,7 @@ def import_review(ledger: Ledger, path: str, dataset: str, storage_options: dict
     reviewed = frame[frame["reviewed_language"].str.strip() != ""]
     rows = [{"uri": r.uri, "language": to_code(r.reviewed_language), "reviewer": r.reviewer or None}
             for r in reviewed.itertuples()]
-    return ledger.save_labels(dataset, rows, source="review")
+    return ledger.evaluations.save_labels(dataset, rows, source="review")
 
 
 def _listen_link(uri: str, storage_options: dict | None) -> str:
@@ -128,7 +128,7 @@ def _listen_link(uri: str, storage_options: dict | None) -> str:
 
 
 def _run_of_evaluation(ledger: Ledger, evaluation_id: int) -> Run | None:
-    frame = ledger.evaluations_frame()
+    frame = ledger.evaluations.evaluations_frame()
     row = frame[frame["id"] == evaluation_id]
     if row.empty or pd.isna(row.iloc[0]["run_id"]):
         return None

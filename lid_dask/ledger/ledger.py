@@ -11,23 +11,16 @@ from pathlib import Path
 
 import pandas as pd
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.dialects import postgresql
 from toolz import partition_all
 
 from lid_dask.ledger import schema as s
+from lid_dask.ledger.database import CHUNK, Database, LedgerError, aware, transient, utcnow
+from lid_dask.ledger.evaluations import EvaluationStore
 from lid_dask.results import FileResult
 from lid_dask.vocabulary import ErrorKind
 
-CHUNK = 1000  # rows per multi-row INSERT: ~20k rows/s on PostgreSQL here (brief)
 DEFAULT_URL = "sqlite:///lid-dask.db"
-
-
-def utcnow() -> dt.datetime:
-    return dt.datetime.now(dt.timezone.utc)
-
-
-class LedgerError(RuntimeError):
-    """The ledger a command names is missing, unreachable or of another schema version."""
 
 
 @dataclass(frozen=True)
@@ -73,12 +66,15 @@ class Refusal:
 class Ledger:
     """All reads and writes of the ledger database; see the package docstring."""
 
-    def __init__(self, url: str = DEFAULT_URL, migrate: bool = True):
+    def __init__(self, url: str = DEFAULT_URL, migrate: bool = True, patience: float = 60.0):
         """Open the ledger at `url`, creating or upgrading its schema when `migrate` (what a run
-        does); read-only commands use `Ledger.existing`, which changes nothing."""
+        does); read-only commands use `Ledger.existing`, which changes nothing. Once the database
+        has answered, an outage of up to `patience` seconds is waited out (`transient`)."""
+        self.db = Database(url, patience)
         self.url = url
-        self.engine = _make_engine(url)
-        self.dialect = self.engine.dialect.name
+        self.engine = self.db.engine
+        self.dialect = self.db.dialect
+        self.evaluations = EvaluationStore(self.db)
         if migrate:
             self.migrate()
 
@@ -109,12 +105,14 @@ class Ledger:
 
     # -- schema -------------------------------------------------------------------------------
 
+    @transient
     def migrate(self, revision: str = "head") -> None:
         """Bring the schema up to `revision` (Alembic); concurrent callers are serialised."""
         from alembic import command
 
         self._alembic(command.upgrade, revision)
 
+    @transient
     def downgrade(self, revision: str) -> None:
         """Take the schema back to `revision`, for an older lid-dask to use the ledger."""
         from alembic import command
@@ -131,19 +129,22 @@ class Ledger:
             config.attributes["connection"] = connection
             action(config, revision)
 
+    @transient
     def schema_revision(self) -> str | None:
         with self.engine.connect() as connection:
             return connection.execute(sa.text("SELECT version_num FROM alembic_version")).scalar()
 
     # -- runs ---------------------------------------------------------------------------------
 
+    @transient
     def create_run(self, name: str, config: dict) -> RunInfo:
         """Create the run, or return the existing run of that name (resuming it)."""
         with self.engine.begin() as connection:
-            insert = self._insert(s.runs).values(name=name, created_at=utcnow(), config=config)
+            insert = self.db.insert(s.runs).values(name=name, created_at=utcnow(), config=config)
             connection.execute(insert.on_conflict_do_nothing(index_elements=["name"]))
         return self.get_run(name)
 
+    @transient
     def get_run(self, name: str) -> RunInfo:
         with self.engine.connect() as connection:
             row = connection.execute(sa.select(s.runs).where(s.runs.c.name == name)).first()
@@ -151,15 +152,18 @@ class Ledger:
             raise LookupError(f"no run named {name!r} in {self.url_for_display}")
         return RunInfo(row.id, row.name, row.config, row.fingerprint)
 
+    @transient
     def list_runs(self) -> list[RunInfo]:
         with self.engine.connect() as connection:
             rows = connection.execute(sa.select(s.runs).order_by(s.runs.c.id)).all()
         return [RunInfo(r.id, r.name, r.config, r.fingerprint) for r in rows]
 
+    @transient
     def set_fingerprint(self, run_id: int, fingerprint: dict) -> None:
         with self.engine.begin() as connection:
             connection.execute(s.runs.update().where(s.runs.c.id == run_id).values(fingerprint=fingerprint))
 
+    @transient
     def acquire_lock(self, run_id: int, owner: str, ttl: float) -> bool:
         """Take (or renew) the run lock unless another live orchestrator holds it."""
         now = utcnow()
@@ -173,12 +177,14 @@ class Ledger:
             ).rowcount
         return taken == 1
 
+    @transient
     def lock_holder(self, run_id: int) -> tuple[str | None, dt.datetime | None]:
         with self.engine.connect() as connection:
             row = connection.execute(sa.select(s.runs.c.lock_owner, s.runs.c.lock_expires_at)
                                      .where(s.runs.c.id == run_id)).one()
-        return row.lock_owner, _aware(row.lock_expires_at)
+        return row.lock_owner, aware(row.lock_expires_at)
 
+    @transient
     def take_over(self, run_id: int, dead_owner: str) -> int:
         """Clear the lock of an orchestrator known to be dead and free its leased files."""
         with self.engine.begin() as connection:
@@ -189,6 +195,7 @@ class Ledger:
                                        s.files.c.lease_owner == dead_owner)
                 .values(state=s.PENDING, lease_owner=None, due_at=utcnow())).rowcount
 
+    @transient
     def release_lock(self, run_id: int, owner: str) -> None:
         with self.engine.begin() as connection:
             connection.execute(s.runs.update().where(s.runs.c.id == run_id).where(s.runs.c.lock_owner == owner)
@@ -200,19 +207,25 @@ class Ledger:
         """Add files to a run; files already there are left alone. Returns how many were new."""
         added = 0
         now = utcnow()
-        statement = (self._insert(s.files).on_conflict_do_nothing(index_elements=["run_id", "uri"])
-                     .returning(s.files.c.id))
         for chunk in partition_all(CHUNK, entries):
             rows = []
             for entry in chunk:
                 uri, size = (entry, None) if isinstance(entry, str) else entry
                 rows.append(dict(run_id=run_id, uri=uri, size=size, state=s.PENDING, due_at=now, attempts=0,
                                  updated_at=now))
-            with self.engine.begin() as connection:
-                # executemany: one cached statement, batched into multi-row INSERTs by SQLAlchemy
-                added += len(connection.execute(statement, rows).all())
+            added += self._insert_files(rows)
         return added
 
+    @transient
+    def _insert_files(self, rows: list[dict]) -> int:
+        """One chunk of `register` (a transaction of its own, so an outage retries just this chunk)."""
+        statement = (self.db.insert(s.files).on_conflict_do_nothing(index_elements=["run_id", "uri"])
+                     .returning(s.files.c.id))
+        with self.engine.begin() as connection:
+            # executemany: one cached statement, batched into multi-row INSERTs by SQLAlchemy
+            return len(connection.execute(statement, rows).all())
+
+    @transient
     def claim(self, run_id: int, owner: str, limit: int, lease_seconds: float) -> list[Claim]:
         """Lease up to `limit` files: retries that are due first, then pending files."""
         claims: list[Claim] = []
@@ -237,6 +250,7 @@ class Ledger:
             rows = connection.execute(statement).all()
         return sorted((Claim(r.id, r.uri, r.size, r.attempts) for r in rows), key=lambda c: c.file_id)
 
+    @transient
     def extend_leases(self, file_ids: list[int], owner: str, lease_seconds: float) -> None:
         """Keep in-flight files leased while their batch is still running."""
         until = utcnow() + dt.timedelta(seconds=lease_seconds)
@@ -247,6 +261,7 @@ class Ledger:
                                           s.files.c.lease_owner == owner)
                                    .values(due_at=until))
 
+    @transient
     def release(self, file_ids: list[int], owner: str) -> int:
         """Give leased files back (graceful stop): pending again, the attempt not counted."""
         released = 0
@@ -259,6 +274,7 @@ class Ledger:
                 ).rowcount
         return released
 
+    @transient
     def expire_leases(self, run_id: int) -> int:
         """Files whose lease ran out (a crashed orchestrator) go back to pending."""
         now = utcnow()
@@ -269,6 +285,7 @@ class Ledger:
                 .values(state=s.PENDING, lease_owner=None, due_at=now, updated_at=now)
             ).rowcount
 
+    @transient
     def record(self, outcomes: list[Outcome], owner: str, max_attempts: int, backoff: float) -> list[Refusal]:
         """Write one batch's outcomes in one transaction: results, predictions, states, attempts.
 
@@ -314,11 +331,11 @@ class Ledger:
             # executemany with cached statements: compiling a fresh multi-row statement per batch
             # cost more than the database work itself.
             if result_rows:
-                connection.execute(self._upsert(s.results, ["file_id"]), result_rows)
+                connection.execute(self.db.upsert(s.results, ["file_id"]), result_rows)
             if prediction_rows:
-                connection.execute(self._upsert(s.predictions, ["file_id", "model"]), prediction_rows)
+                connection.execute(self.db.upsert(s.predictions, ["file_id", "model"]), prediction_rows)
             if attempt_rows:
-                connection.execute(self._many(s.attempts.insert()), attempt_rows)
+                connection.execute(self.db.many(s.attempts.insert()), attempt_rows)
             if done:
                 connection.execute(set_done, dict(ids=done, now=now))
             for (state, due, kind, error), file_ids in failed.items():
@@ -326,6 +343,7 @@ class Ledger:
                                                      now=now))
         return refused
 
+    @transient
     def retry(self, run_id: int, states: tuple[str, ...] = (s.DEAD, s.FAILED), kinds: list[str] | None = None) -> int:
         """Send failed or dead files back to pending with a fresh attempt budget."""
         now = utcnow()
@@ -337,11 +355,12 @@ class Ledger:
 
     # -- workers ------------------------------------------------------------------------------
 
+    @transient
     def record_worker(self, run_id: int, name: str, fingerprint: dict, status: str, reason: str | None) -> None:
         now = utcnow()
         row = dict(run_id=run_id, name=name, fingerprint=fingerprint, status=status, reason=reason,
                    first_seen=now, last_seen=now)
-        statement = self._insert(s.workers).values(row)
+        statement = self.db.insert(s.workers).values(row)
         statement = statement.on_conflict_do_update(
             index_elements=["run_id", "name"],
             set_=dict(fingerprint=statement.excluded.fingerprint, status=statement.excluded.status,
@@ -349,12 +368,14 @@ class Ledger:
         with self.engine.begin() as connection:
             connection.execute(statement)
 
+    @transient
     def workers_frame(self, run_id: int) -> pd.DataFrame:
         with self.engine.connect() as connection:
             return pd.read_sql(sa.select(s.workers).where(s.workers.c.run_id == run_id), connection)
 
     # -- reading ------------------------------------------------------------------------------
 
+    @transient
     def counts(self, run_id: int) -> dict[str, int]:
         """Files of the run by state, from the counter table (exact: kept by triggers on files)."""
         c = s.run_state_counts
@@ -365,6 +386,7 @@ class Ledger:
         counts.update({state: int(n) for state, n in rows})
         return counts
 
+    @transient
     def top_errors(self, run_id: int, limit: int = 5) -> list[tuple[str, int]]:
         """The most common error kinds of failed and dead files, from the counter table."""
         c = s.run_state_counts
@@ -375,6 +397,7 @@ class Ledger:
                 .group_by(c.c.error_kind).having(n > 0).order_by(sa.desc("n"), c.c.error_kind).limit(limit)).all()
         return [(kind or None, int(n)) for kind, n in rows]
 
+    @transient
     def done_since(self, run_id: int, since: dt.datetime) -> int:
         """Files finished (done or dead) since `since`: a range of the claim index, since record()
         sets a finished file's due_at to its finish time."""
@@ -383,6 +406,7 @@ class Ledger:
             return connection.execute(sa.select(sa.func.count()).where(
                 f.c.run_id == run_id, f.c.state.in_((s.DONE, s.DEAD)), f.c.due_at >= since)).scalar()
 
+    @transient
     def first_finished_since(self, run_id: int, since: dt.datetime) -> dt.datetime | None:
         """When the first file finished since `since` (None if none did).
 
@@ -393,7 +417,7 @@ class Ledger:
         firsts = []
         with self.engine.connect() as connection:
             for state in (s.DONE, s.DEAD):
-                firsts.append(_aware(connection.execute(sa.select(sa.func.min(f.c.due_at)).where(
+                firsts.append(aware(connection.execute(sa.select(sa.func.min(f.c.due_at)).where(
                     f.c.run_id == run_id, f.c.state == state, f.c.due_at >= since)).scalar()))
         return min((first for first in firsts if first is not None), default=None)
 
@@ -405,6 +429,7 @@ class Ledger:
                 .select_from(f.outerjoin(r, r.c.file_id == f.c.id))
                 .where(f.c.run_id == run_id).order_by(f.c.id))
 
+    @transient
     def results_frame(self, run_id: int) -> pd.DataFrame:
         with self.engine.connect() as connection:
             return pd.read_sql(self.results_query(run_id), connection)
@@ -414,6 +439,7 @@ class Ledger:
         with self.engine.connect().execution_options(stream_results=True) as connection:
             yield from pd.read_sql(self.results_query(run_id), connection, chunksize=chunksize)
 
+    @transient
     def predictions_frame(self, run_id: int) -> pd.DataFrame:
         f, p = s.files, s.predictions
         query = (sa.select(f.c.uri, p.c.model, p.c.language, p.c.probability, p.c.windows_disagree)
@@ -421,94 +447,11 @@ class Ledger:
         with self.engine.connect() as connection:
             return pd.read_sql(query, connection)
 
-    # -- evaluations, calibrations, reviewed labels ---------------------------------------------
-
-    def save_evaluation(self, dataset: str, run_id: int | None, models: list[str], fingerprints: dict | None,
-                        summary: dict, result_json: str) -> int:
-        row = dict(dataset=dataset, run_id=run_id, created_at=utcnow(), models=models, fingerprints=fingerprints,
-                   summary=summary, result=result_json)
-        with self.engine.begin() as connection:
-            return connection.execute(s.evaluations.insert().values(row).returning(s.evaluations.c.id)).scalar()
-
-    def evaluations_frame(self, dataset: str | None = None) -> pd.DataFrame:
-        e = s.evaluations
-        query = sa.select(e.c.id, e.c.dataset, e.c.run_id, e.c.created_at, e.c.models, e.c.summary).order_by(e.c.id)
-        if dataset:
-            query = query.where(e.c.dataset == dataset)
-        with self.engine.connect() as connection:
-            return pd.read_sql(query, connection)
-
-    def evaluation_result(self, evaluation_id: int) -> str:
-        with self.engine.connect() as connection:
-            return connection.execute(sa.select(s.evaluations.c.result)
-                                      .where(s.evaluations.c.id == evaluation_id)).scalar_one()
-
-    def previous_evaluation(self, dataset: str, before_id: int) -> int | None:
-        """The evaluation of `dataset` just before `before_id`, to compare against."""
-        e = s.evaluations
-        with self.engine.connect() as connection:
-            return connection.execute(sa.select(sa.func.max(e.c.id))
-                                      .where(e.c.dataset == dataset, e.c.id < before_id)).scalar()
-
-    def save_calibration(self, model: str, model_sha256: str | None, method: str, params: dict, dataset: str,
-                         ece_before: float | None, ece_after: float | None) -> int:
-        row = dict(model=model, model_sha256=model_sha256, method=method, params=params, dataset=dataset,
-                   ece_before=ece_before, ece_after=ece_after, created_at=utcnow())
-        with self.engine.begin() as connection:
-            return connection.execute(s.calibrations.insert().values(row).returning(s.calibrations.c.id)).scalar()
-
-    def latest_calibrations(self, models: list[str]) -> dict[str, dict]:
-        """The newest calibration of each model name: {model: {"params", "model_sha256", ...}}."""
-        c = s.calibrations
-        out = {}
-        with self.engine.connect() as connection:
-            for model in models:
-                row = connection.execute(sa.select(c).where(c.c.model == model).order_by(c.c.id.desc()).limit(1)
-                                         ).first()
-                if row is not None:
-                    out[model] = {"params": row.params, "model_sha256": row.model_sha256, "id": row.id}
-        return out
-
-    def save_labels(self, dataset: str, rows: Iterable[dict], source: str) -> int:
-        """Upsert reviewed ground truth: rows of uri, language and optionally reviewer."""
-        now = utcnow()
-        count = 0
-        with self.engine.begin() as connection:
-            for chunk in partition_all(CHUNK, rows):
-                records = [dict(dataset=dataset, uri=r["uri"], language=r["language"], source=source,
-                                reviewer=r.get("reviewer"), created_at=now) for r in chunk]
-                connection.execute(self._upsert(s.labels, ["dataset", "uri"]), records)
-                count += len(records)
-        return count
-
-    def labels_frame(self, dataset: str) -> pd.DataFrame:
-        with self.engine.connect() as connection:
-            return pd.read_sql(sa.select(s.labels.c.uri, s.labels.c.language)
-                               .where(s.labels.c.dataset == dataset), connection)
-
     # -- helpers ------------------------------------------------------------------------------
 
     @property
     def url_for_display(self) -> str:
-        return self.engine.url.render_as_string(hide_password=True)
-
-    def _insert(self, table: sa.Table):
-        return (postgresql.insert if self.dialect == "postgresql" else sqlite.insert)(table)
-
-    def _upsert(self, table: sa.Table, keys: list[str]):
-        """INSERT ... ON CONFLICT (keys) DO UPDATE every other column, for executemany."""
-        statement = self._insert(table)
-        update = {c.name: statement.excluded[c.name] for c in table.columns if c.name not in keys}
-        return self._many(statement.on_conflict_do_update(index_elements=keys, set_=update))
-
-    def _many(self, insert: sa.Insert) -> sa.Insert:
-        """An INSERT made fast for executemany on this database.
-
-        SQLite: with RETURNING, so SQLAlchemy sends the rows as multi-row statements
-        ("insertmanyvalues"). PostgreSQL: without, so psycopg pipelines one short statement that
-        it parses once; parsing the long multi-row statements cost more than writing the rows.
-        """
-        return insert.returning(*insert.table.primary_key.columns) if self.dialect == "sqlite" else insert
+        return self.db.url_for_display
 
 
 @functools.cache
@@ -548,35 +491,6 @@ def _head_revision() -> str:
     from alembic.script import ScriptDirectory
 
     return ScriptDirectory.from_config(_alembic_config()).get_current_head()
-
-
-def _make_engine(url: str) -> sa.Engine:
-    parsed = sa.engine.make_url(url)
-    if parsed.get_backend_name() == "postgresql" and not parsed.database:
-        # Without one, PostgreSQL connects to the user's default database (often the shared `postgres`).
-        raise LedgerError(f"the ledger URL {parsed.render_as_string(hide_password=True)} names no database; "
-                          "add one, e.g. postgresql+psycopg://user@host:5432/lid")
-    if url.startswith("sqlite"):
-        engine = sa.create_engine(url, connect_args={"timeout": 60})
-
-        @sa.event.listens_for(engine, "connect")
-        def _sqlite_pragmas(connection, _record):
-            cursor = connection.cursor()
-            cursor.execute("PRAGMA journal_mode=WAL")  # readers (status) never block the writer
-            cursor.execute("PRAGMA synchronous=NORMAL")
-            cursor.execute("PRAGMA foreign_keys=ON")
-            cursor.close()
-
-        return engine
-    # pool_pre_ping: a restarted PostgreSQL leaves dead pooled connections behind.
-    return sa.create_engine(url, pool_pre_ping=True)
-
-
-def _aware(value: dt.datetime | None) -> dt.datetime | None:
-    """SQLite returns naive datetimes; they were written in UTC."""
-    if value is not None and value.tzinfo is None:
-        return value.replace(tzinfo=dt.timezone.utc)
-    return value
 
 
 def _refusal(o: Outcome, lease, owner: str) -> str | None:

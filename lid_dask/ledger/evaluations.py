@@ -1,0 +1,90 @@
+"""The ledger's evaluation store: evaluations, calibrations and reviewed ground truth."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import pandas as pd
+import sqlalchemy as sa
+from toolz import partition_all
+
+from lid_dask.ledger import schema as s
+from lid_dask.ledger.database import CHUNK, Database, transient, utcnow
+
+
+class EvaluationStore:
+    """Reads and writes of the tables that evaluation adds (revision 0002)."""
+
+    def __init__(self, db: Database):
+        self.db = db
+
+    @transient
+    def save_evaluation(self, dataset: str, run_id: int | None, models: list[str], fingerprints: dict | None,
+                        summary: dict, result_json: str) -> int:
+        row = dict(dataset=dataset, run_id=run_id, created_at=utcnow(), models=models, fingerprints=fingerprints,
+                   summary=summary, result=result_json)
+        with self.db.engine.begin() as connection:
+            return connection.execute(s.evaluations.insert().values(row).returning(s.evaluations.c.id)).scalar()
+
+    @transient
+    def evaluations_frame(self, dataset: str | None = None) -> pd.DataFrame:
+        e = s.evaluations
+        query = sa.select(e.c.id, e.c.dataset, e.c.run_id, e.c.created_at, e.c.models, e.c.summary).order_by(e.c.id)
+        if dataset:
+            query = query.where(e.c.dataset == dataset)
+        with self.db.engine.connect() as connection:
+            return pd.read_sql(query, connection)
+
+    @transient
+    def evaluation_result(self, evaluation_id: int) -> str:
+        with self.db.engine.connect() as connection:
+            return connection.execute(sa.select(s.evaluations.c.result)
+                                      .where(s.evaluations.c.id == evaluation_id)).scalar_one()
+
+    @transient
+    def previous_evaluation(self, dataset: str, before_id: int) -> int | None:
+        """The evaluation of `dataset` just before `before_id`, to compare against."""
+        e = s.evaluations
+        with self.db.engine.connect() as connection:
+            return connection.execute(sa.select(sa.func.max(e.c.id))
+                                      .where(e.c.dataset == dataset, e.c.id < before_id)).scalar()
+
+    @transient
+    def save_calibration(self, model: str, model_sha256: str | None, method: str, params: dict, dataset: str,
+                         ece_before: float | None, ece_after: float | None) -> int:
+        row = dict(model=model, model_sha256=model_sha256, method=method, params=params, dataset=dataset,
+                   ece_before=ece_before, ece_after=ece_after, created_at=utcnow())
+        with self.db.engine.begin() as connection:
+            return connection.execute(s.calibrations.insert().values(row).returning(s.calibrations.c.id)).scalar()
+
+    @transient
+    def latest_calibrations(self, models: list[str]) -> dict[str, dict]:
+        """The newest calibration of each model name: {model: {"params", "model_sha256", ...}}."""
+        c = s.calibrations
+        out = {}
+        with self.db.engine.connect() as connection:
+            for model in models:
+                row = connection.execute(sa.select(c).where(c.c.model == model).order_by(c.c.id.desc()).limit(1)
+                                         ).first()
+                if row is not None:
+                    out[model] = {"params": row.params, "model_sha256": row.model_sha256, "id": row.id}
+        return out
+
+    @transient
+    def save_labels(self, dataset: str, rows: Iterable[dict], source: str) -> int:
+        """Upsert reviewed ground truth: rows of uri, language and optionally reviewer."""
+        now = utcnow()
+        count = 0
+        with self.db.engine.begin() as connection:
+            for chunk in partition_all(CHUNK, rows):
+                records = [dict(dataset=dataset, uri=r["uri"], language=r["language"], source=source,
+                                reviewer=r.get("reviewer"), created_at=now) for r in chunk]
+                connection.execute(self.db.upsert(s.labels, ["dataset", "uri"]), records)
+                count += len(records)
+        return count
+
+    @transient
+    def labels_frame(self, dataset: str) -> pd.DataFrame:
+        with self.db.engine.connect() as connection:
+            return pd.read_sql(sa.select(s.labels.c.uri, s.labels.c.language)
+                               .where(s.labels.c.dataset == dataset), connection)
