@@ -25,7 +25,7 @@ import numpy as np
 from fsspec.core import split_protocol, url_to_fs
 
 from lid_dask.errors import AddressNotAllowed, AudioError, ErrorKind, classify_storage_error
-from lid_dask.windows import Window, WindowPlan
+from lid_dask.windows import Window, WindowPlan, covered_seconds
 
 SAMPLE_RATE = 16_000
 MIN_DURATION = 0.5  # seconds: below this no model can say anything useful
@@ -57,7 +57,8 @@ class DecodedAudio:
 
     @property
     def decoded_seconds(self) -> float:
-        return sum(len(s) for s in self.samples) / SAMPLE_RATE
+        """Seconds of the file the windows hold, overlaps counted once."""
+        return covered_seconds((w.start, w.start + len(s) / SAMPLE_RATE) for w, s in zip(self.windows, self.samples))
 
 
 def classify_exception(exc: BaseException) -> AudioError:

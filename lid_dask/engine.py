@@ -27,19 +27,28 @@ from lid_dask.errors import AudioError, ErrorKind
 from lid_dask.models import Backend, load_model
 from lid_dask.results import FileResult
 from lid_dask.sources import expand_sources
-from lid_dask.speech import speech_seconds
+from lid_dask.speech import speech_spans
 from lid_dask.vocabulary import ReviewReason
-from lid_dask.windows import Window, WindowPlan
+from lid_dask.windows import Window, WindowPlan, covered_seconds
 
 log = logging.getLogger(__name__)
 
 
 @dataclass
 class _Prepared:
-    """A decoded file with the speech seconds of each window, ready for the models."""
+    """A decoded file with the speech seconds of each window (their votes' weights) and of the
+    file (the union of its windows' speech: windows of a short file overlap)."""
 
     audio: DecodedAudio
     speech: list[float]
+    speech_total: float
+
+    @classmethod
+    def measure(cls, audio: DecodedAudio, vad: str) -> _Prepared:
+        spans = [speech_spans(samples, vad) for samples in audio.samples]
+        return cls(audio, [sum(end - start for start, end in s) for s in spans],
+                   covered_seconds((w.start + start, w.start + end) for w, s in zip(audio.windows, spans)
+                                   for start, end in s))
 
 
 class Identifier:
@@ -114,12 +123,12 @@ class Identifier:
 
     def _prepare(self, uri: str) -> _Prepared | AudioError:
         if not any(b.needs_audio for b in self.backends):
-            return _Prepared(DecodedAudio(uri, None, [Window(0.0, 0.0)], [np.zeros(0, np.float32)]),
-                             [self.consensus.min_window_speech])
+            speech = self.consensus.min_window_speech  # enough to vote; nothing was listened to
+            return _Prepared(DecodedAudio(uri, None, [Window(0.0, 0.0)], [np.zeros(0, np.float32)]), [speech], speech)
         try:
             audio = load_windows(uri, self.plan, self.config.storage_options,
                                  allow_private_network=self.config.allow_private_network)
-            return _Prepared(audio, [speech_seconds(s, self.config.vad) for s in audio.samples])
+            return _Prepared.measure(audio, self.config.vad)
         except AudioError as exc:
             return exc
         except Exception as exc:  # noqa: BLE001 - a bug must fail the file, not the batch
@@ -204,7 +213,7 @@ class Identifier:
         extra = {"codec": audio.codec, "container": audio.container, "sample_rate": audio.sample_rate}
         if skipped:  # windows each model did not run because the file was settled without them
             extra["windows_skipped"] = skipped
-        base = dict(uri=uri, duration=audio.duration, speech_seconds=float(sum(item.speech)),
+        base = dict(uri=uri, duration=audio.duration, speech_seconds=item.speech_total,
                     decoded_seconds=audio.decoded_seconds, extra=extra)
         if not outputs:
             listened = sum(w.duration for w in audio.windows)

@@ -24,6 +24,17 @@ class Window:
         return self.start + self.duration
 
 
+def covered_seconds(spans) -> float:
+    """Seconds covered by (start, end) spans, each second counted once however many overlap:
+    windows of a short file overlap (see `WindowPlan._tile`), and so does their speech."""
+    total, reach = 0.0, float("-inf")
+    for start, end in sorted(spans):
+        if end > reach:
+            total += end - max(start, reach)
+            reach = end
+    return total
+
+
 @dataclass(frozen=True)
 class WindowPlan:
     """How to place windows in a file.

@@ -7,6 +7,9 @@ import socket
 import numpy as np
 import pandas as pd
 import pytest
+import soundfile
+from hypothesis import HealthCheck, example, given, settings
+from hypothesis import strategies as st
 
 from lid_dask import Identifier, identify
 from lid_dask.consensus import ConsensusConfig
@@ -156,3 +159,41 @@ def test_two_windows_that_disagree_do_not_settle(identifier, audio_dir, tmp_path
     assert len(windows) == 3 and all(w.language is not None for w in windows), windows
     assert {windows[0].language, windows[1].language} == {"de", "en"}
     assert "windows_disagree" in result.review_reasons
+
+
+class EveryWindowHeard(Backend):
+    """Needs the audio (so the engine decodes and measures speech) and answers at once."""
+
+    backend_name = "every-window-heard"
+
+    def __init__(self, spec, device="cpu"):
+        super().__init__(spec, device)
+        self.labels = ["en", "de"]
+
+    def predict(self, windows):
+        return np.tile([0.7, 0.3], (len(windows), 1))
+
+
+@pytest.fixture(scope="module")
+def long_speech(audio_dir, tmp_path_factory):
+    """About 20 s of uninterrupted speech at 16 kHz, to cut clips of any length from."""
+    path = tmp_path_factory.mktemp("speech") / "speech.wav"
+    run("sox", "-R", "-D", str(audio_dir / "en.wav"), "-r", "16000", "-c", "1", str(path), "repeat", "3")
+    return path
+
+
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.floats(5.5, 19.0), st.sampled_from(["auto", "spread:3x10", "whole:x4", "spread:5x6"]),
+       st.sampled_from(["silero", "energy", "none"]))
+@example(11.0, "auto", "silero")  # two windows overlapping by 9 s: 17.6 s of "speech" in 11.0 s before the fix
+def test_speech_and_decoded_seconds_never_exceed_the_file(long_speech, tmp_path, duration, windows, vad):
+    register_backend("every-window-heard", EveryWindowHeard)
+    samples, rate = soundfile.read(long_speech, dtype="float32")
+    clip = tmp_path / f"clip-{duration:.3f}.wav"
+    soundfile.write(clip, samples[: int(duration * rate)], rate)
+    (result,) = Identifier(models="every-window-heard", windows=windows, vad=vad).identify_batch([str(clip)])
+    assert result.ok, result.error
+    assert result.decoded_seconds <= result.duration + 1e-3
+    assert result.speech_seconds <= result.decoded_seconds + 1e-3
+    if vad == "none":  # every decoded second is speech
+        assert result.speech_seconds == pytest.approx(result.decoded_seconds, abs=1e-3)

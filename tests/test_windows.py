@@ -117,3 +117,13 @@ def test_damaged_real_files_never_crash(tmp_path_factory, encoded, cut, garbage)
             load_windows(str(path), WindowPlan())
         except AudioError as error:
             assert error.kind.value != "internal", error
+
+
+@given(st.lists(st.tuples(st.integers(0, 20_000), st.integers(1, 5_000)), max_size=12))
+def test_covered_seconds_counts_each_millisecond_once(spans_ms):
+    """Against a brute-force count of covered milliseconds."""
+    from lid_dask.windows import covered_seconds
+
+    spans = [(start / 1000, (start + length) / 1000) for start, length in spans_ms]
+    covered = {ms for start, length in spans_ms for ms in range(start, start + length)}
+    assert covered_seconds(spans) == pytest.approx(len(covered) / 1000, abs=1e-9)
