@@ -1,4 +1,4 @@
-"""Tests of the synthetic speech set builder (evaluation/build_synthetic.py).
+"""Tests of the synthetic speech set builder (datasets/build_synthetic.py).
 
 Unit tests of sentence cleaning and planning run anywhere; the build tests need the
 Debian packages festival, festvox-kallpc16k, festvox-czech-dita, espeak-ng, sox, ffmpeg.
@@ -16,13 +16,12 @@ from pathlib import Path
 import polib
 import pytest
 
-EVALUATION = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(EVALUATION))  # evaluation/ is scripts, not an installed package
+from datasets.synth import sentences
+from datasets.synth.builder import COLUMNS, HOLDOUT_PERCENT, split_of
+from datasets.synth.sentences import SentencePool, clean, is_reversed_hebrew, load_sentences
+from datasets.synth.voices import FESTIVAL_BY_NAME, espeak_iso, festival_accepts
 
-from synth import sentences  # noqa: E402
-from synth.builder import COLUMNS, HOLDOUT_PERCENT, split_of  # noqa: E402
-from synth.sentences import SentencePool, clean, is_reversed_hebrew, load_sentences  # noqa: E402
-from synth.voices import FESTIVAL_BY_NAME, espeak_iso, festival_accepts  # noqa: E402
+ROOT = Path(__file__).resolve().parents[2]  # `python -m datasets.build_synthetic` runs from here
 
 TOOLS = ("text2wave", "espeak-ng", "sox", "ffmpeg", "ffprobe")
 needs_tools = pytest.mark.skipif(
@@ -132,10 +131,10 @@ def test_split_is_deterministic_and_about_30_percent():
 
 def _build(out: Path, jobs: int) -> list[dict]:
     subprocess.run(
-        [sys.executable, str(EVALUATION / "build_synthetic.py"), "--out", str(out), "--jobs", str(jobs),
+        [sys.executable, "-m", "datasets.build_synthetic", "--out", str(out), "--jobs", str(jobs),
          "--festival-voices", "kal_diphone,czech_dita", "--festival-per-voice", "1",
          "--espeak-langs", "is", "--espeak-per-lang", "1", "--long", "1", "--long-minutes", "0.25"],
-        check=True, capture_output=True,
+        check=True, capture_output=True, cwd=ROOT,
     )  # fmt: skip
     with (out / "manifest.csv").open(newline="", encoding="utf-8") as f:
         return list(csv.DictReader(f))
@@ -170,3 +169,12 @@ def test_build_writes_labelled_files(built):
 def test_build_is_reproducible(built, tmp_path):
     _, rows = built
     assert _build(tmp_path, jobs=1) == rows  # same texts, parameters and file checksums
+
+
+def test_make_samples_runs_as_a_module_and_targets_the_committed_samples():
+    from datasets import make_samples
+
+    assert make_samples.SAMPLE_DIR == ROOT / "lid_dask" / "samples"
+    done = subprocess.run([sys.executable, "-m", "datasets.make_samples", "--help"], cwd=ROOT,
+                          capture_output=True, text=True, check=True)
+    assert "python -m datasets.make_samples" in done.stdout

@@ -1,8 +1,8 @@
 """Build a labelled multilingual synthetic speech set (Festival + espeak-ng).
 
-    python evaluation/build_synthetic.py --out /work/data/synth
+    python -m datasets.build_synthetic --out /work/data/synth      # from the repository root
 
-See evaluation/README.md for what the set holds and how it is made reproducible.
+See datasets/README.md for what the set holds and how it is made reproducible.
 """
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from synth.builder import PARTS, build, espeak_languages
-from synth.voices import FESTIVAL_BY_NAME, FESTIVAL_VOICES
+from .synth.builder import PARTS, build, espeak_languages
+from .synth.voices import FESTIVAL_BY_NAME, FESTIVAL_VOICES
 
 FESTIVAL_TOTAL = 300  # the default --festival-per-voice spreads about this many clips over the voices
 
@@ -25,7 +25,7 @@ def _csv(text: str) -> list[str]:
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m datasets.build_synthetic", description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, required=True, help="output folder (manifest.csv goes there)")
     parser.add_argument(
         "--festival-per-voice", type=int, default=round(FESTIVAL_TOTAL / len(FESTIVAL_VOICES)),

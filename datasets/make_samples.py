@@ -1,6 +1,6 @@
 """Rebuild the committed sample set lid_dask/samples/ with the synthetic-set builder.
 
-    python evaluation/make_samples.py
+    python -m datasets.make_samples      # from the repository root
 
 About 20 clean clips of 4-8 s, mostly Festival voices (several per language for
 en/it/cs/fi/ru/ca/hi), four espeak-ng clips, every common format at least once, under 1 MB.
@@ -13,8 +13,8 @@ import logging
 import sys
 from pathlib import Path
 
-from synth.builder import build, read_manifest
-from synth.plan import SAMPLES
+from .synth.builder import build, read_manifest
+from .synth.plan import SAMPLES
 
 SAMPLE_DIR = Path(__file__).resolve().parent.parent / "lid_dask" / "samples"
 MAX_BYTES = 1_000_000
@@ -38,7 +38,7 @@ ESPEAK = ["de", "es", "fr", "pl"]  # languages Festival has no voice for
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m datasets.make_samples", description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=SAMPLE_DIR)
     parser.add_argument("--jobs", type=int, default=2)
     args = parser.parse_args(argv)
