@@ -1,7 +1,7 @@
 """Which languages does a short Whisper context answer too often? No labels needed.
 
-    python evaluation/short_context_answers.py --manifest /work/data/synth/manifest.csv --split dev
-    python evaluation/short_context_answers.py s3://bucket/sample-of-my-archive/ --limit 500
+    python -m studies.short_context_answers --manifest /work/data/synth/manifest.csv --split dev
+    python -m studies.short_context_answers s3://bucket/sample-of-my-archive/ --limit 500
 
 Whisper was trained on 30 s inputs. lid-dask runs it on a 10 s context (three times cheaper on
 CPU), which leaves most answers unchanged but pulls some towards a few languages. This script
@@ -39,9 +39,9 @@ MIN_SPEECH = 1.0
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m studies.short_context_answers", description=__doc__.splitlines()[0])
     parser.add_argument("sources", nargs="*", help="files, folders, globs, URLs or manifests")
-    parser.add_argument("--manifest", type=Path, help="a build_synthetic.py manifest (uri column relative to it)")
+    parser.add_argument("--manifest", type=Path, help="a datasets.build_synthetic manifest (uri column relative to it)")
     parser.add_argument("--split", help="only the manifest rows of this split (e.g. dev)")
     parser.add_argument("--short", type=float, default=10.0, help="the short context in seconds (default 10)")
     parser.add_argument("--model", default="whisper-ct2:bundled", help="a whisper-ct2 model spec")

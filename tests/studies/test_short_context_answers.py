@@ -10,15 +10,13 @@ from pathlib import Path
 
 import numpy as np
 
-EVALUATION = Path(__file__).resolve().parent.parent
-SAMPLES = EVALUATION.parent / "lid_dask" / "samples"
-sys.path.insert(0, str(EVALUATION))  # evaluation/ is scripts, not an installed package
+from lid_dask.audio import load_windows
+from lid_dask.models import load_model
+from lid_dask.windows import WindowPlan
+from studies.short_context_answers import context_moves
 
-from short_context_answers import context_moves  # noqa: E402
-
-from lid_dask.audio import load_windows  # noqa: E402
-from lid_dask.models import load_model  # noqa: E402
-from lid_dask.windows import WindowPlan  # noqa: E402
+ROOT = Path(__file__).resolve().parents[2]  # `python -m studies.short_context_answers` runs from here
+SAMPLES = ROOT / "lid_dask" / "samples"
 
 
 def test_moves_and_ratios_match_the_two_contexts_run_by_hand():
@@ -36,9 +34,9 @@ def test_moves_and_ratios_match_the_two_contexts_run_by_hand():
 
 
 def test_the_command_prints_its_table_and_a_recheck_suggestion():
-    done = subprocess.run([sys.executable, str(EVALUATION / "short_context_answers.py"),
+    done = subprocess.run([sys.executable, "-m", "studies.short_context_answers",
                            "--manifest", str(SAMPLES / "manifest.csv"), "--limit", "3"],
-                          capture_output=True, text=True, timeout=600)
+                          capture_output=True, text=True, timeout=600, cwd=ROOT)
     assert done.returncode == 0, done.stderr
     out = " ".join(done.stdout.split())
     assert re.search(r"\b3 speech windows; \d answered differently at 10 s and 30 s", out), out
