@@ -81,13 +81,10 @@ class Backend(abc.ABC):
         return {"name": self.name, "spec": str(self.spec), "backend": self.backend_name, "device": self.device}
 
 
-def file_digest(path: str | os.PathLike, chunk: int = 1 << 22) -> str:
-    """sha256 of a file, read in chunks (weights are hundreds of MB)."""
-    digest = hashlib.sha256()
+def file_digest(path: str | os.PathLike) -> str:
+    """sha256 of a file, read in chunks by `hashlib.file_digest` (weights are hundreds of MB)."""
     with open(path, "rb") as handle:
-        while block := handle.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
+        return hashlib.file_digest(handle, "sha256").hexdigest()
 
 
 def torch_dtype(spec: ModelSpec, device: str):
