@@ -119,11 +119,14 @@ def import_review(ledger: Ledger, path: str, dataset: str, storage_options: dict
 
 
 def _listen_link(uri: str, storage_options: dict | None) -> str:
-    """A URL a person can open: presigned for object stores, file:// for local paths."""
+    """A URL a person can open: signed for a week by filesystems that sign (fsspec's `sign`: S3,
+    GCS, Azure), file:// for local paths, else the URI itself (file://, HTTP)."""
     fs, path = fsspec.core.url_to_fs(uri, **(storage_options or {}))
+    if "://" not in uri:
+        return f"file://{path}"
     try:
-        return fs.url(path, expires=7 * 24 * 3600) if hasattr(fs, "url") and "://" in uri else f"file://{path}"
-    except (NotImplementedError, TypeError):
+        return fs.sign(path, expiration=7 * 24 * 3600)
+    except NotImplementedError:
         return uri
 
 
