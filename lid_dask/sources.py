@@ -19,7 +19,7 @@ from urllib.parse import unquote_plus, urlsplit
 
 import fsspec
 import pandas as pd
-from fsspec.asyn import sync
+from fsspec.asyn import async_gen_wrapper
 from fsspec.core import split_protocol, url_to_fs
 
 from lid_dask.errors import ErrorKind, SourceError, classify_storage_error
@@ -139,14 +139,11 @@ def _glob(fs, path: str, source: str) -> Iterator[Entry]:
 
 def _walk(fs, path: str, source: str) -> Iterator[Entry]:
     if "s3" in _protocols(fs):  # page by page: a prefix may hold millions of keys
+        # s3fs's private _iterdir is the only listing that does not build the whole list first:
+        # find/ls/walk (public) collect every key of a folder before returning the first.
         bucket, _, prefix = path.partition("/")
         prefix = prefix.rstrip("/") + "/" if prefix else ""
-        pages = fs._iterdir(bucket, delimiter="", prefix=prefix)
-        while True:
-            try:
-                info = sync(fs.loop, pages.__anext__)
-            except StopAsyncIteration:
-                return
+        for info in async_gen_wrapper(fs._iterdir, obj=fs)(bucket, delimiter="", prefix=prefix):
             if info.get("type") == "file" and is_audio_name(info["name"]):
                 yield _url(fs, source, info["name"]), info.get("size")
     else:

@@ -82,12 +82,26 @@ def test_a_list_of_object_urls_costs_no_request():
     assert CountingHandler.requests == []
 
 
-def test_s3_prefix_lists_every_page(s3):
-    """More keys than one ListObjectsV2 page (1,000) under a prefix, plus a non-audio key."""
-    fs = s3fs.S3FileSystem(**s3)
+def test_s3_prefix_lists_every_page(s3, monkeypatch):
+    """More keys than one ListObjectsV2 page (1,000) under a prefix, plus a non-audio key: all
+    listed, one page at a time (a prefix may hold millions of keys: no listing into memory)."""
+    fs = s3fs.S3FileSystem(**s3)  # fsspec's cached instance: the one iter_entries gets
     fs.mkdir("paged")
     fs.pipe({f"paged/many/{i:05d}.wav": b"x" * (i % 7) for i in range(1050)} | {"paged/many/readme.md": b"hi"})
-    entries = list(iter_entries("s3://paged/many/", s3))
+    pages = []  # the recursive listing's requests (no delimiter); `info` asks for one key with "/"
+    call_s3 = fs._call_s3
+
+    async def counting(method, *args, **kwargs):
+        if method == "list_objects_v2" and kwargs.get("Delimiter") == "":
+            pages.append(kwargs.get("ContinuationToken"))
+        return await call_s3(method, *args, **kwargs)
+
+    monkeypatch.setattr(fs, "_call_s3", counting)
+    listing = iter_entries("s3://paged/many/", s3)
+    entries = [next(listing)]
+    assert pages == [None]  # the first entry comes from the first page, before the second is asked for
+    entries += listing
+    assert len(pages) == 2 and pages[1] is not None
     assert len(entries) == 1050
     assert sorted(entries)[:2] == [("s3://paged/many/00000.wav", 0), ("s3://paged/many/00001.wav", 1)]
 
