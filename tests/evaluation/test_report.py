@@ -44,3 +44,16 @@ def test_report_for_one_model_without_consensus_columns(tmp_path):
     for name in PLOTS[:4]:
         with Image.open(tmp_path / name) as image:
             image.verify()
+
+
+def test_markdown_tables_escape_pipes_in_cells():
+    """A cell may hold a model spec or a language name with ``|``: escaped, the row keeps its columns
+    (tabulate's pipe format, behind DataFrame.to_markdown, does not escape it)."""
+    import pandas as pd
+
+    from lid_dask.evaluation.report import _markdown
+
+    table = pd.DataFrame({"model": ["whisper-ct2:/m|x", "consensus"], "n": [12, 3], "accuracy": ["90.0%", ""]})
+    assert _markdown([("h2", "Summary"), ("table", table)]).splitlines() == [
+        "## Summary", "", "| model | n | accuracy |", "|---|---|---|",
+        "| whisper-ct2:/m\\|x | 12 | 90.0% |", "| consensus | 3 |  |"]
