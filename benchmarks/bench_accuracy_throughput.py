@@ -1,6 +1,6 @@
 """Accuracy and throughput of lid-dask against the plain faster-whisper loop a user would write.
 
-    python benchmarks/bench_accuracy_throughput.py --manifest /work/data/synth/manifest.csv \
+    python -m benchmarks.bench_accuracy_throughput --manifest /work/data/synth/manifest.csv \
         [--limit N] [--split dev|holdout|all] [--engine festival|espeak-ng] [--methods a,b,...]
 
 Over the manifest's clips (kind=clip), each method runs over the same files, after a warm-up on
@@ -39,8 +39,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import (  # noqa: E402
+from benchmarks.common import (
     RESULTS, Timer, base_code, check_quiet_machine, load_manifest, machine_info, machine_line, md_table, pct,
     stratified_limit, warm_page_cache, whisper_languages, write_results,
 )
@@ -285,7 +284,7 @@ def per_language(df: pd.DataFrame, methods: list[str]) -> list[dict]:
 # -- main ---------------------------------------------------------------------------------------
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.bench_accuracy_throughput", description=__doc__.splitlines()[0])
     parser.add_argument("--manifest", required=True)
     parser.add_argument("--limit", type=int, default=None, help="at most N clips, spread over engines and languages")
     parser.add_argument("--split", choices=["dev", "holdout", "all"], default="all")

@@ -1,6 +1,6 @@
 """End to end on a local Dask cluster against the plain faster-whisper loop, on the same files.
 
-    python benchmarks/bench_cluster_e2e.py --manifest /work/data/synth/manifest.csv
+    python -m benchmarks.bench_cluster_e2e --manifest /work/data/synth/manifest.csv
         [--limit 100] [--workers 1,2] [--batch-files 8,32] [--no-wait]
 
 Files: the manifest's clips (kind == clip; columns uri (relative to the manifest's folder),
@@ -47,9 +47,10 @@ from pathlib import Path
 
 import pandas as pd
 
-HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
-from _common import RESULTS, base_code, load_manifest, stratified_limit, whisper_languages  # noqa: E402
+from benchmarks.common import (
+    RESULTS, base_code, code_label, command_line, load_manifest, stratified_limit, wait_for_quiet_machine, whisper_languages,
+)
+
 DEFAULT_MANIFEST = "/work/data/synth/manifest.csv"
 
 ESPEAK_SENTENCES = {  # fallback only: short everyday sentences, five per language
@@ -128,7 +129,7 @@ def find_manifest(requested: str | None) -> tuple[Path, str]:
 
 def pick(manifest: Path, limit: int, split: str, seed: int = 0) -> pd.DataFrame:
     """The manifest's clips that exist, each engine's share spread round-robin over its languages
-    (`_common.stratified_limit`), in manifest order."""
+    (`common.stratified_limit`), in manifest order."""
     df = load_manifest(manifest, kind="clip", split=split)
     df = df[[Path(p).exists() for p in df["path"]]].sort_values(["engine", "language", "uri"])
     return stratified_limit(df, limit, seed).sort_index().reset_index(drop=True)
@@ -221,7 +222,7 @@ def score(files: pd.DataFrame, predictions: list, known: set[str]) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.bench_cluster_e2e", description=__doc__.split("\n\n")[0])
     parser.add_argument("--manifest", default=DEFAULT_MANIFEST)
     parser.add_argument("--limit", type=int, default=100)
     parser.add_argument("--split", default="all")
@@ -245,8 +246,6 @@ def main() -> None:
     known = whisper_languages()
     print(f"{len(paths)} clips from {manifest} ({source}); engines {files['engine'].value_counts().to_dict()}; "
           f"{files['language'].nunique()} languages", flush=True)
-
-    from bench_orchestration import wait_for_quiet_machine
 
     methods = []
     if not args.no_wait:
@@ -311,11 +310,9 @@ def main() -> None:
     for m in table:
         predictions_frame[m["method"]] = m["predictions"]
     predictions_frame.to_csv(args.out.with_name(args.out.stem + "_predictions.csv"), index=False)
-    from bench_orchestration import code_state
-
-    payload = {"meta": {"lid_dask_code": code_state(), "manifest": str(manifest), "source": source, "files": len(paths), "cores": os.cpu_count(),
+    payload = {"meta": {"lid_dask_code": code_label(), "manifest": str(manifest), "source": source, "files": len(paths), "cores": os.cpu_count(),
                         "load_at_start": load_start, "date": time.strftime("%Y-%m-%d %H:%M:%S"),
-                        "command": " ".join(sys.argv)},
+                        "command": command_line()},
                "methods": [{k: v for k, v in m.items() if k != "predictions"} for m in table],
                "agreement_with_faster_whisper": agree, "identical_to_in_process": same_as_in_process}
     args.out.write_text(json.dumps(payload, indent=2, default=str) + "\n")

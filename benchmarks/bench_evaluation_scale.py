@@ -4,7 +4,7 @@ Rows are written to Parquet in chunks (never all in memory), then `evaluate` rea
 Dask DataFrame. Prints the time of each step and the peak resident memory of this process,
 against the size the rows would take as one pandas frame.
 
-    python benchmarks/bench_evaluation_scale.py --rows 5000000
+    python -m benchmarks.bench_evaluation_scale --rows 5000000
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ import dask.dataframe as dd
 import numpy as np
 import pandas as pd
 
+from benchmarks.common import RESULTS, code_label, command_line
 from lid_dask.evaluation import evaluate
 from lid_dask.languages import to_code
 
@@ -50,11 +51,11 @@ def generate(folder: Path, rows: int, chunk: int, seed: int) -> int:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.bench_evaluation_scale", description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=5_000_000)
     parser.add_argument("--chunk", type=int, default=250_000)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "evaluation_scale.json"))
+    parser.add_argument("--out", default=str(RESULTS / "evaluation_scale.json"))
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
@@ -76,6 +77,8 @@ def main() -> None:
         "all_rows_in_pandas_mib_estimate": round(one_frame * args.rows / args.chunk),
         "accuracy": round(float(ds["accuracy"].sel(model="whisper-ct2")), 4),
         "ece": round(float(ds["ece"].sel(model="whisper-ct2")), 4),
+        "lid_dask_code": code_label(), "date": time.strftime("%Y-%m-%d %H:%M:%S"),
+        "command": command_line(),
     }
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(figures, indent=2) + "\n")

@@ -1,6 +1,6 @@
 """The ledger at archive scale: claim and status queries on a run of 5,000,000 files.
 
-    python benchmarks/bench_ledger_scale.py [--files 5000000] [--dbs postgresql,sqlite]
+    python -m benchmarks.bench_ledger_scale [--files 5000000] [--dbs postgresql,sqlite]
         [--pg postgresql+psycopg://postgres@127.0.0.1:5432] [--repeat 20] [--keep]
 
 A fresh database gets the real schema up to revision 0002 (the Alembic migrations), one run, and
@@ -33,14 +33,13 @@ import io
 import json
 import os
 import statistics
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
-HERE = Path(__file__).resolve().parent
-RESULTS = HERE / "results"
+from benchmarks.common import RESULTS, code_label, command_line, fresh_database, wait_for_quiet_machine
+
 TARGET_MS = 50.0
 
 MIX = {"done": 0.60, "pending": 0.30, "failed": 0.05, "dead": 0.03, "leased": 0.02}
@@ -225,8 +224,6 @@ def bench_database(kind: str, args) -> dict:
     from lid_dask.runs import Run
 
     out: dict = {"db": kind, "files": args.files}
-    from bench_orchestration import fresh_database
-
     with fresh_database(kind, args.pg, "scale", keep=args.keep) as url:
         ledger = Ledger(url, migrate=False)
         ledger.migrate("0002")  # the schema before the counter table: the upgrade below backfills it
@@ -301,8 +298,7 @@ def bench_database(kind: str, args) -> dict:
 
 
 def main() -> None:
-    sys.path.insert(0, str(HERE))
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.bench_ledger_scale", description=__doc__.split("\n\n")[0])
     parser.add_argument("--files", type=int, default=5_000_000)
     parser.add_argument("--dbs", default="postgresql,sqlite")
     parser.add_argument("--pg", default=os.environ.get("LID_BENCH_PG", "postgresql+psycopg://postgres@127.0.0.1:5432"))
@@ -315,15 +311,11 @@ def main() -> None:
     results = []
     for kind in [d.strip() for d in args.dbs.split(",") if d.strip()]:
         if not args.no_wait:
-            from bench_orchestration import wait_for_quiet_machine
-
             wait_for_quiet_machine()
         print(f"\n== {kind}: {args.files:,} files, load {os.getloadavg()[0]:.2f} ==", flush=True)
         results.append(bench_database(kind, args))
-    from bench_orchestration import code_state
-
-    meta = {"lid_dask_code": code_state(), "files": args.files, "repeat": args.repeat, "cores": os.cpu_count(), "mix": MIX,
-            "date": time.strftime("%Y-%m-%d %H:%M:%S"), "command": " ".join(sys.argv)}
+    meta = {"lid_dask_code": code_label(), "files": args.files, "repeat": args.repeat, "cores": os.cpu_count(), "mix": MIX,
+            "date": time.strftime("%Y-%m-%d %H:%M:%S"), "command": command_line()}
     print("\n| ledger | load rows/s | " + " | ".join(results[0]["timings"]) + " |" if results else "")
     for r in results:
         print(f"| {r['db']} | {r['load_rows_per_s']:,.0f} | " +

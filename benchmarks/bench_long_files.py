@@ -1,6 +1,6 @@
 """Long files (kind=long, ~30 min): partial decoding and end-to-end time against what a user writes.
 
-    python benchmarks/bench_long_files.py --manifest /work/data/synth/manifest.csv [--repeats 3]
+    python -m benchmarks.bench_long_files --manifest /work/data/synth/manifest.csv [--repeats 3]
 
 (a) decoding: ``lid_dask.audio.load_windows(uri, WindowPlan("spread", count=3, length=10))``
     against a full decode to 16 kHz mono with PyAV (``faster_whisper.decode_audio``); target >= 20x.
@@ -29,8 +29,7 @@ import tempfile
 import warnings
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import (  # noqa: E402
+from benchmarks.common import (
     RESULTS, Timer, base_code, check_quiet_machine, load_manifest, machine_info, machine_line, md_table, median,
     warm_page_cache, write_results,
 )
@@ -86,7 +85,7 @@ def decode_row(path: str, plan, repeats: int) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.bench_long_files", description=__doc__.splitlines()[0])
     parser.add_argument("--manifest", required=True)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--limit", type=int, default=None, help="at most N long files")

@@ -1,6 +1,6 @@
 """Peak memory (RSS) of a fresh process per configuration, so that peaks do not mix.
 
-    python benchmarks/bench_memory.py --manifest /work/data/synth/manifest.csv [--n 20]
+    python -m benchmarks.bench_memory --manifest /work/data/synth/manifest.csv [--n 20]
 
 Configurations (each in its own subprocess; peak = the process's high-water RSS, VmHWM, which is
 what ``getrusage(RUSAGE_SELF).ru_maxrss`` reports minus what Linux carries over from the parent
@@ -30,8 +30,7 @@ import tempfile
 import time
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
+ROOT = Path(__file__).resolve().parent.parent  # the child runs as `python -m benchmarks.bench_memory` from here
 
 CLIP_CONFIGS = ["numpy", "lid-dask", "fw-default", "fw-int8"]
 LONG_CONFIGS = ["lid-dask-long", "pyav-fw-long", "librosa-fw-long"]
@@ -110,8 +109,8 @@ def run_child(config: str, files: list[str]) -> dict:
         json.dump(files, handle)
         list_path = handle.name
     try:
-        proc = subprocess.run([sys.executable, __file__, "--child", config, "--files", list_path],
-                              capture_output=True, text=True, timeout=1800)
+        proc = subprocess.run([sys.executable, "-m", "benchmarks.bench_memory", "--child", config, "--files", list_path],
+                              capture_output=True, text=True, timeout=1800, cwd=ROOT)
     finally:
         os.unlink(list_path)
     lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
@@ -121,7 +120,7 @@ def run_child(config: str, files: list[str]) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.bench_memory", description=__doc__.splitlines()[0])
     parser.add_argument("--manifest")
     parser.add_argument("--n", type=int, default=20, help="clips per configuration")
     parser.add_argument("--configs", default=None, help="comma-separated subset")
@@ -137,7 +136,8 @@ def main(argv: list[str] | None = None) -> int:
     if not args.manifest:
         parser.error("--manifest is required")
 
-    from _common import (
+    # Imported here, not at the top: a child process measures its own memory, without pandas.
+    from benchmarks.common import (
         RESULTS, load_manifest, machine_info, machine_line, md_table, stratified_limit, write_results,
     )
 
@@ -172,7 +172,7 @@ def main(argv: list[str] | None = None) -> int:
             ratios[f"{b} / {a} peak"] = round(by[b]["peak_mib"] / by[a]["peak_mib"], 2)
     for k, v in ratios.items():
         print(f"   {k}: {v}")
-    payload = {"machine": info, "clips": len(clips), "long_files": len(longs), "results": results, "ratios": ratios}
+    payload = {"machine": info, "args": {k: str(v) for k, v in vars(args).items()}, "clips": len(clips), "long_files": len(longs), "results": results, "ratios": ratios}
     md = (f"# Peak memory per process\n\nMachine: {machine_line(info)}\n\n"
           f"{len(clips)} clips; {len(longs)} long files; one fresh process per configuration.\n\n"
           + md_table([{"config": r["config"], "files": r.get("files"), "peak MiB": r.get("peak_mib"),

@@ -1,6 +1,6 @@
 """Orchestration overhead: what lid-dask itself costs per file, with the models taken out.
 
-    python benchmarks/bench_orchestration.py [--files 100000] [--batch-sizes 256,1000,2000]
+    python -m benchmarks.bench_orchestration [--files 100000] [--batch-sizes 256,1000,2000]
         [--dbs sqlite,postgresql] [--pg postgresql+psycopg://postgres@127.0.0.1:5432]
         [--workers 2] [--profile]
 
@@ -39,90 +39,14 @@ import json
 import os
 import platform
 import pstats
-import shutil
-import subprocess
 import sys
 import tempfile
 import threading
 import time
-import uuid
 from collections import defaultdict
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
-RESULTS = HERE / "results"
-BUSY_PATTERN = "bench_accuracy|bench_long|bench_memory|gpu_throughput|gpu_bench"
-
-
-# -- waiting for a quiet machine ----------------------------------------------------------------
-
-def wait_for_quiet_machine(pattern: str = BUSY_PATTERN, poll: float = 30.0, limit: float = 3600.0,
-                           max_load: float = 1.5, load_wait: float = 120.0) -> None:
-    """Other benchmarks on this 2-core machine would distort the figures: wait until none runs
-    (pgrep `pattern`, every `poll` s), then up to `load_wait` s for the 1-minute load to fall
-    below `max_load` (other work, e.g. a data set being synthesised); then go on regardless."""
-    start = time.monotonic()
-    while time.monotonic() - start < limit:
-        found = subprocess.run(["pgrep", "-f", pattern], capture_output=True, text=True).stdout.split()
-        found = [p for p in found if int(p) != os.getpid()]
-        if not found:
-            break
-        print(f"waiting: other benchmark(s) running (pids {' '.join(found)}); next check in {poll:.0f} s",
-              file=sys.stderr, flush=True)
-        time.sleep(poll)
-    else:
-        print("WARNING: gave up waiting for other benchmarks; figures may be low", file=sys.stderr)
-    start = time.monotonic()
-    while os.getloadavg()[0] > max_load and time.monotonic() - start < load_wait:
-        print(f"waiting: load average {os.getloadavg()[0]:.2f} > {max_load}; next check in {poll:.0f} s",
-              file=sys.stderr, flush=True)
-        time.sleep(poll)
-    if os.getloadavg()[0] > max_load:
-        print(f"WARNING: load average {os.getloadavg()[0]:.2f}: another process is busy, figures may be low",
-              file=sys.stderr)
-
-
-def code_state() -> str:
-    """The lid_dask code measured: the commit, plus a digest of uncommitted changes to lid_dask/**.py."""
-    import hashlib
-
-    root = HERE.parent
-    try:
-        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True,
-                              check=True).stdout.strip()
-        diff = subprocess.run(["git", "diff", "HEAD", "--", "lid_dask/*.py"], cwd=root, capture_output=True,
-                              check=True).stdout
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-    return head + (f"+dirty:{hashlib.sha256(diff).hexdigest()[:8]}" if diff else "")
-
-
-# -- databases ----------------------------------------------------------------------------------
-
-@contextlib.contextmanager
-def fresh_database(kind: str, pg_base: str, tag: str, keep: bool = False):
-    """A SQLAlchemy URL of an empty database; dropped (or deleted) afterwards unless `keep`.
-    SQLite files go under ``$LID_BENCH_TMP`` when set (a ledger of millions of files needs room)."""
-    if kind == "sqlite":
-        folder = tempfile.mkdtemp(prefix=f"lid-bench-{tag}-", dir=os.environ.get("LID_BENCH_TMP"))
-        try:
-            yield f"sqlite:///{folder}/ledger.db"
-        finally:
-            if not keep:
-                shutil.rmtree(folder, ignore_errors=True)
-        return
-    import psycopg
-
-    name = f"lid_bench_{tag}_{os.getpid()}_{uuid.uuid4().hex[:6]}"
-    admin = pg_base.replace("postgresql+psycopg://", "postgresql://") + "/postgres"
-    with psycopg.connect(admin, autocommit=True) as connection:
-        connection.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield f"{pg_base}/{name}"
-    finally:
-        if not keep:
-            with psycopg.connect(admin, autocommit=True) as connection:
-                connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+from benchmarks.common import RESULTS, code_label, command_line, fresh_database, wait_for_quiet_machine
 
 
 def verify(ledger, run_id: int, expected: int) -> dict:
@@ -359,7 +283,7 @@ def markdown(results: list[dict], meta: dict) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.bench_orchestration", description=__doc__.split("\n\n")[0])
     parser.add_argument("--files", type=int, default=100_000)
     parser.add_argument("--batch-sizes", default="256,1000,2000")
     parser.add_argument("--dbs", default="sqlite,postgresql")
@@ -381,7 +305,7 @@ def main() -> None:
     if not args.no_wait:
         wait_for_quiet_machine()
     machine = f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, load {os.getloadavg()[0]:.2f}"
-    code = code_state()
+    code = code_label()
     print(f"orchestration benchmark (lid_dask {code}): {args.files:,} files, batches {batches}, ledgers {dbs}, "
           f"{args.workers} workers x 1 thread", flush=True)
     client = connect(n_workers=args.workers, threads_per_worker=1, dashboard_address=None)
@@ -411,7 +335,7 @@ def main() -> None:
             client.cluster.close()
     meta = {"files": args.files, "workers": args.workers, "machine": machine,
             "lid_dask_code": code,
-            "date": time.strftime("%Y-%m-%d %H:%M:%S"), "command": " ".join(sys.argv)}
+            "date": time.strftime("%Y-%m-%d %H:%M:%S"), "command": command_line()}
     print()
     print(markdown([r for r in results if not r.get("profiled")], meta))
     args.out.parent.mkdir(parents=True, exist_ok=True)
@@ -422,5 +346,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    sys.path.insert(0, str(HERE))
     main()

@@ -1,20 +1,29 @@
-"""Shared helpers for the benchmarks: manifest loading, sampling, label codes, machine info, results.
+"""Shared helpers for the benchmarks: manifest loading, sampling, label codes, timing, machine and
+code state, waiting for a quiet machine, throw-away databases, results.
 
+Every benchmark is a module of this package, run from the repository root as
+``python -m benchmarks.<name>``; it imports what it shares from here (never from another
+benchmark) and prints its figures and writes them under ``benchmarks/results/`` (or ``--out``).
 Kept free of lid-dask internals beyond its public modules so that a benchmark measures what a
-user gets. Every benchmark prints its figures and writes them under ``benchmarks/results/``.
+user gets. (``gpu_throughput`` alone imports nothing from here: it runs on a bare GPU machine.)
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import functools
 import json
 import os
 import platform
 import random
+import shutil
 import statistics
+import subprocess
 import sys
+import tempfile
 import time
+import uuid
 from collections.abc import Iterable
 from importlib import metadata
 from pathlib import Path
@@ -22,7 +31,11 @@ from pathlib import Path
 import pandas as pd
 
 HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent  # the repository root: `python -m benchmarks.<name>` runs from here
 RESULTS = HERE / "results"
+# Other benchmarks whose load would distort a measurement (pgrep -f; matches `python -m
+# benchmarks.bench_accuracy_throughput` and the older `python benchmarks/bench_...py` alike).
+BUSY_PATTERN = "bench_accuracy|bench_long|bench_memory|gpu_throughput|gpu_bench"
 
 
 # -- manifest -----------------------------------------------------------------------------------
@@ -146,20 +159,42 @@ def _version(name: str) -> str | None:
 def code_state() -> dict:
     """Which engine was measured: git commit, whether the tree is dirty, and a hash of lid_dask/."""
     import hashlib
-    import subprocess
 
-    root = HERE.parent
     state = {}
     try:
-        state["git"] = subprocess.run(["git", "describe", "--always", "--dirty"], cwd=root, capture_output=True,
+        state["git"] = subprocess.run(["git", "describe", "--always", "--dirty"], cwd=ROOT, capture_output=True,
                                       text=True, timeout=10).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         pass
     digest = hashlib.sha256()
-    for path in sorted((root / "lid_dask").rglob("*.py")):
-        digest.update(path.relative_to(root).as_posix().encode() + b"\0" + path.read_bytes())
+    for path in sorted((ROOT / "lid_dask").rglob("*.py")):
+        digest.update(path.relative_to(ROOT).as_posix().encode() + b"\0" + path.read_bytes())
     state["lid_dask_sha256"] = digest.hexdigest()[:16]
     return state
+
+
+def code_label() -> str:
+    """The lid_dask code measured, in one string: the commit, plus a digest of uncommitted changes
+    to lid_dask/**.py (``0654788`` or ``0654788+dirty:1a2b3c4d``); "unknown" outside git."""
+    import hashlib
+
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True,
+                              check=True).stdout.strip()
+        diff = subprocess.run(["git", "diff", "HEAD", "--", "lid_dask/*.py"], cwd=ROOT, capture_output=True,
+                              check=True).stdout
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return head + (f"+dirty:{hashlib.sha256(diff).hexdigest()[:8]}" if diff else "")
+
+
+def command_line() -> str:
+    """How this process was started, as one reruns it: ``python -m benchmarks.<name> --option ...``."""
+    import shlex
+
+    spec = getattr(sys.modules.get("__main__"), "__spec__", None)
+    program = f"python -m {spec.name}" if spec is not None and spec.name else f"python {sys.argv[0]}"
+    return " ".join([program, *map(shlex.quote, sys.argv[1:])])
 
 
 def machine_info() -> dict:
@@ -195,6 +230,7 @@ def machine_info() -> dict:
         "versions": {n: _version(n) for n in ("lid-dask", "ctranslate2", "faster-whisper", "av", "numpy",
                                                "onnxruntime", "librosa", "soxr", "psutil")},
         "code": code_state(),
+        "command": command_line(),
         "env": {k: os.environ[k] for k in ("OMP_NUM_THREADS", "CT2_USE_MKL", "OPENBLAS_CORETYPE") if k in os.environ},
     }
 
@@ -207,6 +243,32 @@ def machine_line(info: dict) -> str:
             f"(lid_dask/ sha {info.get('code', {}).get('lid_dask_sha256', '?')})")
 
 
+def wait_for_quiet_machine(pattern: str = BUSY_PATTERN, poll: float = 30.0, limit: float = 3600.0,
+                           max_load: float = 1.5, load_wait: float = 120.0) -> None:
+    """Other benchmarks on this 2-core machine would distort the figures: wait until none runs
+    (pgrep `pattern`, every `poll` s), then up to `load_wait` s for the 1-minute load to fall
+    below `max_load` (other work, e.g. a data set being synthesised); then go on regardless."""
+    start = time.monotonic()
+    while time.monotonic() - start < limit:
+        found = subprocess.run(["pgrep", "-f", pattern], capture_output=True, text=True).stdout.split()
+        found = [p for p in found if int(p) != os.getpid()]
+        if not found:
+            break
+        print(f"waiting: other benchmark(s) running (pids {' '.join(found)}); next check in {poll:.0f} s",
+              file=sys.stderr, flush=True)
+        time.sleep(poll)
+    else:
+        print("WARNING: gave up waiting for other benchmarks; figures may be low", file=sys.stderr)
+    start = time.monotonic()
+    while os.getloadavg()[0] > max_load and time.monotonic() - start < load_wait:
+        print(f"waiting: load average {os.getloadavg()[0]:.2f} > {max_load}; next check in {poll:.0f} s",
+              file=sys.stderr, flush=True)
+        time.sleep(poll)
+    if os.getloadavg()[0] > max_load:
+        print(f"WARNING: load average {os.getloadavg()[0]:.2f}: another process is busy, figures may be low",
+              file=sys.stderr)
+
+
 def check_quiet_machine(threshold: float = 0.7) -> None:
     """Warn when something else is using the CPU: timings on 2 cores are then meaningless."""
     load1 = os.getloadavg()[0]
@@ -214,6 +276,35 @@ def check_quiet_machine(threshold: float = 0.7) -> None:
     if load1 > threshold * cores:
         print(f"WARNING: 1-minute load average is {load1:.2f} on {cores} cores: another process is busy, "
               "timings will be low", file=sys.stderr)
+
+
+# -- databases ----------------------------------------------------------------------------------
+
+@contextlib.contextmanager
+def fresh_database(kind: str, pg_base: str, tag: str, keep: bool = False):
+    """A SQLAlchemy URL of an empty database; dropped (or deleted) afterwards unless `keep`.
+    `kind` is "sqlite" or "postgresql" (`pg_base`: the server's URL without a database name).
+    SQLite files go under ``$LID_BENCH_TMP`` when set (a ledger of millions of files needs room)."""
+    if kind == "sqlite":
+        folder = tempfile.mkdtemp(prefix=f"lid-bench-{tag}-", dir=os.environ.get("LID_BENCH_TMP"))
+        try:
+            yield f"sqlite:///{folder}/ledger.db"
+        finally:
+            if not keep:
+                shutil.rmtree(folder, ignore_errors=True)
+        return
+    import psycopg
+
+    name = f"lid_bench_{tag}_{os.getpid()}_{uuid.uuid4().hex[:6]}"
+    admin = pg_base.replace("postgresql+psycopg://", "postgresql://") + "/postgres"
+    with psycopg.connect(admin, autocommit=True) as connection:
+        connection.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield f"{pg_base}/{name}"
+    finally:
+        if not keep:
+            with psycopg.connect(admin, autocommit=True) as connection:
+                connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 # -- output -------------------------------------------------------------------------------------

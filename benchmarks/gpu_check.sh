@@ -23,9 +23,9 @@ note() { STATUS+=("$1"); echo "--- $1"; }
 
 if [ "${1:-}" = "--cpu-smoke" ]; then
     [ -x .venv/bin/python ] && PY=.venv/bin/python
-    timeout 300 "$PY" benchmarks/gpu_throughput.py --cpu-smoke --out "$OUT" --workdir "$WORKDIR"
+    timeout 300 "$PY" -m benchmarks.gpu_throughput --cpu-smoke --out "$OUT" --workdir "$WORKDIR"
     rc=$?
-    timeout 60 "$PY" benchmarks/gpu_throughput.py --dask-check --out "$OUT" --workdir "$WORKDIR-cpu"
+    timeout 60 "$PY" -m benchmarks.gpu_throughput --dask-check --out "$OUT" --workdir "$WORKDIR-cpu"
     echo "cpu smoke: throughput rc=$rc; the dask-cuda check is expected to fail without a GPU (rc=$?)"
     exit $rc
 fi
@@ -99,13 +99,13 @@ fi
 # 4. Throughput (models built once, each cell time-boxed by the script's own budget).
 # Whole script < 8 minutes: this step ends by 470 s minus the 100 s kept for step 5.
 left=$(( 370 - (SECONDS - START) ))
-timeout $(( left > 60 ? left : 60 )) "$PY" benchmarks/gpu_throughput.py --out "$OUT" --workdir "$WORKDIR" \
+timeout $(( left > 60 ? left : 60 )) "$PY" -m benchmarks.gpu_throughput --out "$OUT" --workdir "$WORKDIR" \
     --budget-s $(( left > 120 ? left - 40 : 60 )) 2>&1 | grep -v "^\[.*warning\]" | tee "$OUT/throughput.log"
 rc_tp=${PIPESTATUS[0]}
 note "throughput: exit $rc_tp"
 
 # 5. dask-cuda: LocalCUDACluster starts and a task runs CTranslate2 on its GPU worker.
-timeout 100 "$PY" benchmarks/gpu_throughput.py --dask-check --out "$OUT" --workdir "$WORKDIR" 2>&1 | tail -5
+timeout 100 "$PY" -m benchmarks.gpu_throughput --dask-check --out "$OUT" --workdir "$WORKDIR" 2>&1 | tail -5
 rc_dask=${PIPESTATUS[0]}
 note "dask-cuda check: exit $rc_dask"
 

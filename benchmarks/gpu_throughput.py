@@ -1,9 +1,12 @@
 """Whisper language-ID throughput of CTranslate2 on a GPU, with random-weight models of the real sizes.
 
-    python benchmarks/gpu_throughput.py [--models base,large-v3] [--batches 1,8,32,64]
+    python -m benchmarks.gpu_throughput [--models base,large-v3] [--batches 1,8,32,64]
         [--contexts 10,30] [--compute-types float16,int8_float16] [--budget-s 330] [--out DIR]
-    python benchmarks/gpu_throughput.py --dask-check      # LocalCUDACluster starts, a task runs on its GPU
-    python benchmarks/gpu_throughput.py --cpu-smoke       # the non-GPU parts, tiny, on CPU
+    python -m benchmarks.gpu_throughput --dask-check      # LocalCUDACluster starts, a task runs on its GPU
+    python -m benchmarks.gpu_throughput --cpu-smoke       # the non-GPU parts, tiny, on CPU
+
+(from the repository root; ``bash benchmarks/gpu_check.sh`` runs it on a lent GPU machine). It
+imports nothing from ``benchmarks.common`` or lid_dask: that machine has neither.
 
 Meant for a lent GPU machine that cannot reach the Hub and to which the 145 MB bundled model
 cannot travel: the models are built there, with random weights, from the Hub configurations of
@@ -328,7 +331,7 @@ def dask_check(args) -> dict:
 # -- main ---------------------------------------------------------------------------------------
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.gpu_throughput", description=__doc__.splitlines()[0])
     csv = lambda text, kind=str: [kind(x) for x in text.split(",") if x]  # noqa: E731
     parser.add_argument("--models", type=csv, default=["base", "large-v3"])
     parser.add_argument("--batches", type=lambda t: csv(t, int), default=[1, 8, 32, 64])

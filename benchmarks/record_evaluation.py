@@ -1,10 +1,11 @@
-"""Evaluate models on the synthetic benchmark set and commit the result to evaluation/history/.
+"""Evaluate models on the synthetic benchmark set and commit the result to benchmarks/evaluations/.
 
-    python evaluation/record_history.py --manifest /data/synth/manifest.csv --name 2026-11-27-engine
+    python -m benchmarks.record_evaluation --manifest /work/data/synth/manifest.csv --name 2026-11-27-engine
 
-Writes history/<name>/summary.json (headline figures per part: Festival and espeak-ng, dev and
-holdout, reported separately), evaluation.json (the full xarray Dataset) and report/ (plots),
-then prints the comparison with the previous entry. The history is the trend, in the repository.
+Writes <name>/summary.json (headline figures per part: Festival and espeak-ng, dev and holdout,
+reported separately), evaluation.json (the full xarray Dataset) and report/ (plots) under
+benchmarks/evaluations/ (or --into), then prints the comparison with the previous entry. The
+entries are the trend, in the repository: each is kept, as the baseline of the next one.
 """
 
 from __future__ import annotations
@@ -12,26 +13,30 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import subprocess
 import tempfile
 from pathlib import Path
 
+from benchmarks.common import HERE, code_label
 from lid_dask.cluster import connect
-from lid_dask.evaluation import evaluate, evaluation_frame, load_table, summary_table, to_json, top_confusions
-from lid_dask.evaluation import compare, from_json, per_language_table, write_report
+from lid_dask.evaluation import (
+    compare, evaluate, evaluation_frame, from_json, load_table, per_language_table, summary_table, to_json,
+    top_confusions, write_report,
+)
 from lid_dask.runs import Run
 
-HISTORY = Path(__file__).resolve().parent / "history"
+EVALUATIONS = HERE / "evaluations"
+
 HEADLINE = ["n", "accuracy", "macro_accuracy", "macro_f1", "ece", "confidently_wrong", "coverage", "review_share",
             "review_error_capture"]
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.record_evaluation", description=__doc__.splitlines()[0])
     parser.add_argument("--manifest", required=True)
-    parser.add_argument("--name", required=True, help="history entry, e.g. DATE-what-changed")
+    parser.add_argument("--name", required=True, help="the entry's folder name, e.g. DATE-what-changed")
     parser.add_argument("-m", "--model", action="append", dest="models", default=None)
     parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--into", type=Path, default=EVALUATIONS, help="folder of entries (default: %(default)s)")
     args = parser.parse_args()
     models = args.models or ["whisper-ct2:bundled"]
     labels = load_table(args.manifest, keep=["engine", "split", "kind"])
@@ -55,9 +60,9 @@ def main() -> None:
     festival_holdout = set(tags.index[(tags["engine"] == "festival") & (tags["split"] == "holdout")])
     parts["festival holdout"] = frame[frame["uri"].isin(festival_holdout)]
     manifest_sha256 = hashlib.sha256(Path(args.manifest).read_bytes()).hexdigest()
-    summary = {"models": models, "manifest": args.manifest, "manifest_sha256": manifest_sha256, "commit": _commit(),
+    summary = {"models": models, "manifest": args.manifest, "manifest_sha256": manifest_sha256, "commit": code_label(),
                "parts": {}}
-    out = HISTORY / args.name
+    out = args.into / args.name
     out.mkdir(parents=True, exist_ok=True)
     for part, rows in parts.items():
         ds = evaluate(rows)
@@ -70,7 +75,7 @@ def main() -> None:
             summary["worst_languages"] = languages[languages["support"] >= 3].nsmallest(8, "recall")[
                 ["support", "recall", "precision"]].round(3).reset_index().to_dict("records")
             summary["top_confusions"] = top_confusions(ds, "consensus", 8).round(3).to_dict("records")
-            previous = _previous(args.name)
+            previous = _previous(args.into, args.name)
             write_report(ds, out / "report", previous=compare(ds, previous) if previous is not None else None,
                          title=f"lid-dask on the synthetic benchmark set ({args.name})")
             if previous is not None:
@@ -79,17 +84,9 @@ def main() -> None:
     print(json.dumps(summary["parts"], indent=1))
 
 
-def _previous(name: str):
-    entries = sorted(p for p in HISTORY.iterdir() if p.is_dir() and p.name < name and (p / "evaluation.json").exists())
+def _previous(folder: Path, name: str):
+    entries = sorted(p for p in folder.iterdir() if p.is_dir() and p.name < name and (p / "evaluation.json").exists())
     return from_json((entries[-1] / "evaluation.json").read_text()) if entries else None
-
-
-def _commit() -> str:
-    try:
-        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                              cwd=HISTORY.parent).stdout.strip()
-    except OSError:
-        return ""
 
 
 def _round(value):
