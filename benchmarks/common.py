@@ -34,7 +34,7 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent  # the repository root: `python -m benchmarks.<name>` runs from here
 RESULTS = HERE / "results"
 # Other benchmarks whose load would distort a measurement (pgrep -f; matches `python -m
-# benchmarks.bench_accuracy_throughput` and the older `python benchmarks/bench_...py` alike).
+# benchmarks.bench_accuracy_throughput` and a benchmark started from its file path alike).
 BUSY_PATTERN = "bench_accuracy|bench_long|bench_memory|gpu_throughput|gpu_bench"
 
 
