@@ -78,6 +78,7 @@ class WhisperCT2(Backend):
         self.max_batch = int(spec.options.get("batch", 32 if device == "cuda" else 4))
         self.context = float(spec.options.get("context", 10))
         self.recheck = parse_recheck(spec.options.get("recheck", DEFAULT_RECHECK))
+        self.recheck_context = float(spec.options.get("recheck_context", MAX_CONTEXT))
         self.model = ctranslate2.models.Whisper(
             str(self.path), device=device, compute_type=self.compute_type,
             intra_threads=int(spec.options.get("threads", 0)),
@@ -114,7 +115,7 @@ class WhisperCT2(Backend):
         probabilities[short] = rows / np.maximum(rows.sum(axis=1, keepdims=True), 1e-12)
         again = [i for i in short if self.labels[int(probabilities[i].argmax())] in self.recheck]
         if again:
-            probabilities[again] = self._detect([windows[i] for i in again], [MAX_CONTEXT] * len(again))
+            probabilities[again] = self._detect([windows[i] for i in again], [self.recheck_context] * len(again))
         return probabilities
 
     def _detect(self, windows: list[np.ndarray], seconds: list[float]) -> np.ndarray:
@@ -136,5 +137,5 @@ class WhisperCT2(Backend):
     def fingerprint(self) -> dict:
         sha256 = self._sha256 or file_digest(self.path / "model.bin")
         return {**super().fingerprint(), "compute_type": self.compute_type, "context": self.context,
-                "recheck": self.recheck,
+                "recheck": self.recheck, "recheck_context": self.recheck_context,
                 "model_sha256": sha256, "ctranslate2": ctranslate2.__version__}
