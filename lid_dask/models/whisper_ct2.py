@@ -30,7 +30,7 @@ from lid_dask.models.base import Backend, ModelSpec, file_digest, pad_to
 from lid_dask.models.bundled import BUNDLED_SHA256, bundled_model_dir
 
 MAX_CONTEXT = 30.0
-# Both numbers come from evaluation/short_context_answers.py on the dev split's audio, without
+# Both numbers come from studies/short_context_answers.py on the dev split's audio, without
 # labels: of the windows where 10 s and 30 s answer differently, 44 moved to Latin at 10 s and
 # none away (sign test p = 6e-14; no other language reached p < 0.01), and Latin's mean
 # probability at 30 s is 0.37 of that at 10 s. benchmarks/README.md ("Short-context answers")
@@ -65,7 +65,7 @@ def resolve_ct2_source(source: str | None) -> tuple[Path, str | None]:
 class WhisperCT2(Backend):
     """Options: ``compute_type`` (int8 on CPU, float16 on CUDA), ``context`` seconds, ``threads``,
     ``batch`` (windows per call: 4 on CPU, 32 on CUDA), ``recheck`` (``code[:factor]``,
-    comma-separated; empty for none)."""
+    comma-separated; empty for none), ``recheck_context`` (seconds the recheck listens with, 30)."""
 
     backend_name = "whisper-ct2"
 
