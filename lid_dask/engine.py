@@ -13,9 +13,9 @@ import logging
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
 from toolz import partition_all
 
 from lid_dask import languages as lang
@@ -30,6 +30,9 @@ from lid_dask.sources import expand_sources
 from lid_dask.speech import speech_spans
 from lid_dask.vocabulary import ReviewReason
 from lid_dask.windows import Window, WindowPlan, covered_seconds
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 log = logging.getLogger(__name__)
 
@@ -243,6 +246,8 @@ def identify(sources: str | Iterable[str], progress: bool = False, allowed_roots
     ``vad``, ``consensus``, ``device``, ``storage_options``...); `allowed_roots` widens what a
     manifest may name.
     """
+    import pandas as pd  # only for the table: a worker, or a script of Identifier's, never loads it
+
     identifier = Identifier(**settings)
     uris = list(expand_sources(sources, identifier.config.storage_options, allowed_roots))
     if progress:

@@ -15,14 +15,17 @@ import os
 import posixpath
 import re
 from collections.abc import Iterable, Iterator
+from typing import TYPE_CHECKING
 from urllib.parse import unquote_plus, urlsplit
 
 import fsspec
-import pandas as pd
 from fsspec.asyn import async_gen_wrapper
 from fsspec.core import split_protocol, url_to_fs
 
 from lid_dask.errors import ErrorKind, SourceError, classify_storage_error
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 AUDIO_EXTENSIONS = frozenset(
     "wav flac mp3 ogg oga opus m4a aac mp4 m4v mov mkv webm wma aiff aif au amr ac3 mka mpga 3gp".split()
@@ -218,6 +221,8 @@ def _split(uri: str) -> tuple[str, str, str]:
 
 
 def _read_table(fs, path: str) -> Iterator[pd.DataFrame]:
+    import pandas as pd  # manifests only: listing files and folders needs no pandas
+
     if path.endswith(".parquet"):
         import pyarrow.parquet as pq
 
@@ -255,6 +260,8 @@ def _s3_inventory(fs, path: str, source: str, storage_options: dict | None, root
                     if is_audio_name(object_key):
                         yield f"s3://{bucket}/{object_key}", size
             continue
+        import pandas as pd
+
         raw = data_fs.cat_file(key)
         text = gzip.decompress(raw) if key.endswith(".gz") else raw
         for frame in pd.read_csv(io.BytesIO(text), header=None, names=columns, dtype=str, chunksize=_MANIFEST_CHUNK):
@@ -266,6 +273,8 @@ def _s3_inventory(fs, path: str, source: str, storage_options: dict | None, root
 
 def _sizes(frame: pd.DataFrame, column: str) -> list[int | None]:
     """Sizes in bytes where the table has them (a CSV column with gaps reads back as "10.0")."""
+    import pandas as pd
+
     if column not in frame.columns:
         return [None] * len(frame)
     return [None if pd.isna(size) else int(size) for size in pd.to_numeric(frame[column], errors="coerce")]

@@ -36,3 +36,17 @@ def test_the_numpy_maps_equal_the_textbook_formulas():
     assert np.allclose(TemperatureScaling(1.7, 1).apply(probabilities), expected)
     confidence = rng.uniform(0.01, 0.99, size=50)
     assert np.allclose(PlattScaling(0.6, -0.3, 1).apply(confidence), expit(0.6 * logit(confidence) - 0.3))
+
+
+def test_a_script_that_identifies_files_loads_no_pandas():
+    """Start-up counts for short jobs: pandas is only for tables and manifests (about 0.2 s)."""
+    script = """
+import sys
+import lid_dask
+results = list(lid_dask.Identifier(models="null").iter_results(["/nowhere.wav"]))
+assert results[0].models, results
+print("pandas" in sys.modules)
+"""
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "False"
