@@ -240,11 +240,11 @@ def main(argv: list[str] | None = None) -> int:
               f"x{summary['e2e_ratio_all_windows_vs_librosa_median']:.1f}")
     print("   decode ratio by format: " + ", ".join(f"{k} x{v:.0f}" for k, v in summary["decode_ratio_by_format"].items()))
     print(f"   end to end vs PyAV+faster-whisper: median x{summary['e2e_ratio_vs_pyav_median']:.1f}")
-    print(f"   correct: " + ", ".join(f"{k} {v * len(rows):.0f}/{len(rows)}" for k, v in summary["accuracy"].items()))
+    print("   correct: " + ", ".join(f"{k} {v * len(rows):.0f}/{len(rows)}" for k, v in summary["accuracy"].items()))
 
     payload = {"machine": info, "args": {k: str(v) for k, v in vars(args).items()}, "summary": summary, "files": rows,
                "decode_by_format": by_format}
-    md = [f"# Long files: partial decoding and end to end\n", f"Machine: {machine_line(info)}\n",
+    md = ["# Long files: partial decoding and end to end\n", f"Machine: {machine_line(info)}\n",
           f"Medians of {args.repeats} runs; models loaded before timing.\n",
           md_table([{"file": r["uri"], "min": round(r["duration_s"] / 60, 1), "codec": r["codec"],
                      "prefix": f"{r['prefix']} {r['prefix_s']}", "label": r["language"],
