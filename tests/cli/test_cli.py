@@ -46,7 +46,7 @@ def test_the_command_itself_failing_is_non_zero(audio_dir):
 
 def test_status_says_when_the_pace_is_not_measured_yet(tmp_path):
     from lid_dask.ledger import Ledger
-    from tests.test_ledger import ok
+    from tests.ledger.test_ledger import ok
 
     url = f"sqlite:///{tmp_path / 'ledger.db'}"
     ledger = Ledger(url)
