@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 from lid_dask import languages as lang
 from lid_dask.consensus import ConsensusConfig
-from lid_dask.models import DEFAULT_MODEL, ModelSpec
+from lid_dask.models import DEFAULT_MODEL, ModelSpec, check_spec
 from lid_dask.speech import DETECTORS
 from lid_dask.windows import WindowPlan
 
@@ -52,7 +52,7 @@ class IdentifyConfig:
         if not models:
             raise ValueError("at least one model is needed")
         for spec in models:
-            ModelSpec.parse(spec)
+            check_spec(ModelSpec.parse(spec))
         set_("models", models)
         set_("windows", self.windows or "auto")
         WindowPlan.parse(self.windows)
@@ -63,10 +63,26 @@ class IdentifyConfig:
             raise ValueError(f"unknown device {self.device!r}; choose auto, cpu or cuda")
         if isinstance(self.consensus, dict):
             set_("consensus", _consensus(self.consensus))
+        names = [ModelSpec.parse(spec).name for spec in models]
+        strangers = sorted(set(self.consensus.model_weights) - set(names))
+        if strangers:
+            raise ValueError(f"model_weights names no model of this configuration: {', '.join(strangers)}; "
+                             f"the models are {', '.join(names)}")
         if not isinstance(self.allow_private_network, bool):
             set_("allow_private_network", tuple(self.allow_private_network))
         if self.chunk_files < 1 or self.decode_threads < 1:
             raise ValueError("chunk_files and decode_threads must be at least 1")
+
+    def check_models(self) -> None:
+        """What can be checked before a run starts, without loading weights: each model can be
+        found here (the bundled one is installed, a folder exists) and the allow-list is among the
+        languages the models answer."""
+        labels = {}
+        for text in self.models:
+            spec = ModelSpec.parse(text)
+            backend = check_spec(spec)
+            labels[spec.name] = backend.labels_for(spec) if backend else None
+        lang.check_allow_list(list(self.languages or ()), labels)
 
     def to_dict(self) -> dict:
         """JSON-ready: lists for tuples, the consensus rule as a dict."""

@@ -68,6 +68,7 @@ class Identifier:
         names = [b.name for b in self.backends]
         if len(set(names)) != len(names):
             raise ValueError(f"the same model is listed twice: {names}")
+        lang.check_allow_list(self.languages, {b.name: b.labels for b in self.backends})
         self.calibrations = self._check_calibrations(self.config.calibrations or {})
 
     @property

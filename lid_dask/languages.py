@@ -49,6 +49,7 @@ def base_language(tag: str) -> str:
 
 
 def display_name(tag: str) -> str:
+    """``"pt-BR"`` -> ``"Portuguese (Brazil)"``: the English name."""
     return langcodes.Language.get(tag).display_name()
 
 
@@ -60,3 +61,21 @@ def restrict(probabilities: np.ndarray, labels: list[str], allowed: list[str] | 
     restricted = np.where(keep, probabilities, 0.0)
     total = restricted.sum(axis=-1, keepdims=True)
     return np.divide(restricted, total, out=np.zeros_like(restricted), where=total > 0)
+
+
+def check_allow_list(languages: list[str] | None, labels_by_model: dict[str, list[str] | None]) -> None:
+    """An allow-list naming a language no model answers, or leaving a model nothing to answer,
+    is a mistake to report now, not a failure of every file later. Models whose labels are
+    unknown (None) are not checked."""
+    if not languages:
+        return
+    wanted = {base_language(to_code(code)): code for code in languages}
+    known = {model: {base_language(label) for label in labels}
+             for model, labels in labels_by_model.items() if labels is not None}
+    for model, answers in known.items():
+        if not answers & set(wanted):
+            raise ValueError(f"model {model} answers none of the languages {', '.join(languages)}")
+    unanswered = [code for base, code in wanted.items() if not any(base in answers for answers in known.values())]
+    if known and unanswered:
+        raise ValueError(f"no model answers {', '.join(unanswered)}; "
+                         f"the languages allowed must be among the models' own ({', '.join(known)})")

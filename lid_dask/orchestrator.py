@@ -20,6 +20,7 @@ ledger does:
 from __future__ import annotations
 
 import functools
+import math
 import logging
 import os
 import queue
@@ -85,8 +86,11 @@ class Progress:
     done_this_session: int = 0
     audio_seconds: float = 0.0
     failures: int = 0
-    started: float = field(default_factory=time.monotonic)
     ignored: Counter = field(default_factory=Counter)  # answers not recorded, by reason
+    stopped: bool = False  # ended by stop() (Ctrl-C, SIGTERM), not by running out of work
+    released: int = 0  # files in flight given back to pending when it stopped
+    first_finish: float | None = None  # monotonic time of this session's first recorded batch
+    after_first: int = 0  # files recorded after it
 
     @property
     def total(self) -> int:
@@ -97,9 +101,28 @@ class Progress:
         return self.counts.get(schema.DONE, 0) + self.counts.get(schema.DEAD, 0)
 
     @property
+    def remaining(self) -> int:
+        return self.total - self.finished
+
+    @property
     def rate(self) -> float:
-        elapsed = time.monotonic() - self.started
-        return self.done_this_session / elapsed if elapsed > 0 else 0.0
+        """Files/s as `Run.status` measures it: from this session's first finished batch, counting
+        only the files finished after it (their work started before it); NaN until then."""
+        if self.first_finish is None or not self.after_first:
+            return math.nan
+        return self.after_first / max(time.monotonic() - self.first_finish, 1e-9)
+
+    @property
+    def eta(self) -> float | None:
+        """Seconds to go at `rate`; None while the pace is unknown."""
+        return self.remaining / self.rate if self.rate > 0 else None
+
+    def record(self, files: int) -> None:
+        if self.first_finish is None:
+            self.first_finish = time.monotonic()
+        else:
+            self.after_first += files
+        self.done_this_session += files
 
 
 @dataclass
@@ -115,17 +138,23 @@ class Orchestrator:
     """Drive one run of the ledger on a Dask cluster until no work is left (see module docstring)."""
 
     def __init__(self, ledger: Ledger, run_name: str, client: Client, settings: RunSettings | None = None,
-                 on_progress: Callable[[Progress], None] | None = None):
+                 on_progress: Callable[[Progress], None] | None = None,
+                 on_stop: Callable[[int, float, bool], None] | None = None):
+        """`on_progress(progress)` after every recorded batch (and once at the start);
+        `on_stop(files_in_flight, drain_seconds, releasing_now)` at once when asked to stop."""
         self.ledger = ledger
         self.run = ledger.get_run(run_name)
         self.client = client
         self.settings = settings or RunSettings.from_config(self.run.config)
         self.on_progress = on_progress
+        self.on_stop = on_stop
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._config_json = self.settings.identify.to_json()
         self._events: queue.Queue = queue.Queue()
         self._batches: dict[str, _Batch] = {}
         self._stop = threading.Event()
+        self._release_now = threading.Event()
+        self._submitted = 0
         self._reference = self.run.fingerprint
         self._workers_seen: dict[str, str] = {}
         self._refused_in_a_row = 0
@@ -134,8 +163,14 @@ class Orchestrator:
     # -- public -----------------------------------------------------------------------------
 
     def stop(self) -> None:
-        """Ask the run to stop claiming and wind down (what Ctrl-C and SIGTERM do)."""
+        """Ask the run to stop (what Ctrl-C and SIGTERM do): no new batches, and those in flight
+        may finish for `drain_seconds`; asked again, they are released at once."""
+        again = self._stop.is_set()
         self._stop.set()
+        if again:
+            self._release_now.set()
+        if self.on_stop:
+            self.on_stop(sum(len(b.claims) for b in self._batches.values()), self.settings.drain_seconds, again)
 
     def execute(self) -> Progress:
         """Process the run until every file is done or dead, or until `stop()`."""
@@ -148,6 +183,9 @@ class Orchestrator:
             self.client.subscribe_topic(topic, functools.partial(self._on_event, topic))
         try:
             self.ledger.expire_leases(self.run.id)
+            self.progress.counts = self.ledger.counts(self.run.id)
+            if self.on_progress:
+                self.on_progress(self.progress)  # the total is known before the first batch ends
             self._loop()
         finally:
             self.client.unsubscribe_topic(RESULTS_TOPIC)
@@ -196,13 +234,21 @@ class Orchestrator:
     def _submit_more(self, in_flight: int) -> bool:
         """Keep `in_flight` batches on the cluster; False when the ledger has nothing to claim now."""
         while len(self._batches) < in_flight:
-            claims = self.ledger.claim(self.run.id, self.owner, self.settings.batch_files,
-                              self.settings.lease_seconds)
+            claims = self.ledger.claim(self.run.id, self.owner, self._batch_size(), self.settings.lease_seconds)
             if not claims:
                 return False
             for part in _split_by_bytes(claims, self.settings.batch_bytes):
                 self._submit(part)
         return True
+
+    def _batch_size(self) -> int:
+        """Files to claim for the next batch: at most `batch_files`, few enough that every worker
+        thread gets about four batches of a small run, and a quarter of that for the first batch
+        of each thread, so that answers (and the progress bar) come early."""
+        threads = max(1, sum(self.client.nthreads().values()))
+        to_do = self.progress.counts.get(schema.PENDING, 0) + self.progress.counts.get(schema.FAILED, 0)
+        size = min(self.settings.batch_files, max(1, math.ceil(to_do / (4 * threads))))
+        return max(1, size // 4) if self._submitted < threads else size
 
     def _submit(self, claims: list[Claim]) -> None:
         # The task key is public (dashboard, scheduler state); the token travels only to the worker.
@@ -211,6 +257,7 @@ class Orchestrator:
                                     self._config_json, key=f"lid-batch-{uuid.uuid4().hex}",
                                     resources=self.settings.resources, pure=False)
         self._batches[token] = _Batch(token, claims, future, time.monotonic())
+        self._submitted += 1
 
     def _drain_events(self, timeout: float) -> None:
         try:
@@ -342,7 +389,7 @@ class Orchestrator:
                          refusal.reason)
         refused_ids = {r.file_id for r in refused}
         recorded = [o for o in outcomes if o.file_id not in refused_ids]
-        self.progress.done_this_session += len(recorded)
+        self.progress.record(len(recorded))
         self.progress.failures += sum(1 for o in recorded if o.result is None or not o.result.answered)
         self.progress.counts = self.ledger.counts(self.run.id)  # a few rows of the counter table
         if self.on_progress:
@@ -370,15 +417,16 @@ class Orchestrator:
 
     def _wind_down(self) -> None:
         """Stop: wait briefly for in-flight batches, then give their files back to pending."""
+        self.progress.stopped = self._stop.is_set()
         deadline = time.monotonic() + (self.settings.drain_seconds if self._stop.is_set() else 0)
-        while self._batches and time.monotonic() < deadline:
+        while self._batches and time.monotonic() < deadline and not self._release_now.is_set():
             self._drain_events(timeout=0.2)
             self._check_futures_quietly()
         leftover = [c.file_id for b in self._batches.values() for c in b.claims]
         for batch in self._batches.values():
             batch.future.cancel()
         if leftover:
-            self.ledger.release(leftover, self.owner)
+            self.progress.released = self.ledger.release(leftover, self.owner)
             log.info("released %d in-flight files back to pending", len(leftover))
         self._batches.clear()
         self.ledger.release_lock(self.run.id, self.owner)

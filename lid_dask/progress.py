@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import datetime as dt
+import math
 from collections.abc import Iterable, Iterator
 
 from rich.console import Console
@@ -29,14 +31,16 @@ def track(results: Iterable[FileResult], total: int | None, description: str = "
 
 
 class RunProgress:
-    """Live bar for a distributed run: files, audio hours, rate, ETA and failures."""
+    """Live bar for a distributed run: files of the whole run (its total known from the start),
+    pace and ETA measured as `lid-dask status` measures them, and failures."""
 
     def __init__(self, name: str, console=None):
-        columns = [TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                   TextColumn("{task.fields[hours]:.2f} h audio"), TextColumn("{task.fields[rate]:.1f} files/s"),
-                   TextColumn("[red]{task.fields[failures]} failed"), TimeElapsedColumn(), TimeRemainingColumn()]
+        # Fits an 80-column terminal: the run's name is in the line printed before the bar.
+        columns = [BarColumn(bar_width=16), MofNCompleteColumn(), TextColumn("{task.fields[pace]}"),
+                   TextColumn("[red]{task.fields[failures]} failed"), TimeElapsedColumn(),
+                   TextColumn("{task.fields[eta]}")]
         self._bar = Progress(*columns, console=console or Console(stderr=True))  # stdout is for data
-        self._task = self._bar.add_task(name, total=None, hours=0.0, rate=0.0, failures=0)
+        self._task = self._bar.add_task(name, total=None, pace="", failures=0, eta="")
 
     def __enter__(self) -> RunProgress:
         self._bar.start()
@@ -46,5 +50,7 @@ class RunProgress:
         self._bar.stop()
 
     def update(self, progress) -> None:
-        self._bar.update(self._task, total=progress.total, completed=progress.finished,
-                         hours=progress.audio_seconds / 3600, rate=progress.rate, failures=progress.failures)
+        pace = "pace: next batch" if math.isnan(progress.rate) else f"{progress.rate * 60:.0f} files/min"
+        eta = f"ETA {dt.timedelta(seconds=round(progress.eta))}" if progress.eta is not None else ""
+        self._bar.update(self._task, total=progress.total, completed=progress.finished, pace=pace,
+                         failures=progress.failures, eta=eta)

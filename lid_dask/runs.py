@@ -10,7 +10,10 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import datetime as dt
+import difflib
+import hashlib
 import math
+import logging
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -19,12 +22,14 @@ import pandas as pd
 import sqlalchemy as sa
 
 from lid_dask.config import IdentifyConfig
-from lid_dask.ledger import Ledger
+from lid_dask.ledger import Ledger, RunInfo
 from lid_dask.ledger.ledger import DEFAULT_URL
 from lid_dask.models import ModelSpec
 from lid_dask.orchestrator import Orchestrator, Progress, RunSettings
 from lid_dask.sources import iter_entries
 from lid_dask.storage import local_worker_environment, split_secrets
+
+log = logging.getLogger(__name__)
 
 RESULT_DTYPES = {
     "file_id": "int64", "uri": "str", "state": "str", "language": "str", "confidence": "float64",
@@ -56,6 +61,74 @@ class Status:
         return dt.timedelta(seconds=round(self.remaining / self.rate)) if self.rate > 0 else None
 
 
+@dataclass
+class Summary:
+    """What a run found: answers by language, what needs a person and why, what failed and why."""
+
+    name: str
+    languages: list[tuple[str | None, int, float]]  # (language, files, seconds of audio); None: no speech
+    needs_review: int
+    review_reasons: dict[str, int]
+    failures: list[tuple[str, int]]  # (error kind, files) of failed and dead files
+
+    @property
+    def answered(self) -> int:
+        return sum(n for _, n, _ in self.languages)
+
+    @property
+    def audio_hours(self) -> float:
+        return sum(seconds for _, _, seconds in self.languages) / 3600
+
+
+SAFE_ENGINE_CHANGES = frozenset({"device", "allow_private_network", "chunk_files", "decode_threads", "storage_options"})
+
+
+class RunConfigMismatch(ValueError):
+    """Options given for an existing run that differ from the ones it was made with."""
+
+
+def default_name(sources: list[str]) -> str:
+    """A run's name from its sources: the first one's last part plus a digest of them all, so that
+    the same `lid-dask run SOURCES` resumes the same run and other sources get another."""
+    digest = hashlib.sha256("\n".join(sorted(sources)).encode()).hexdigest()[:8]
+    stem = file_name(sources[0].rstrip("/").rsplit("/", 1)[-1].split("?")[0])[:40]
+    return f"{stem}-{digest}"
+
+
+def _split_options(options: dict) -> tuple[dict, dict]:
+    """(engine settings, run settings) by field name (the two share none); any other name is a
+    typo, reported with the closest name of either."""
+    engine_names = {f.name for f in dataclasses.fields(IdentifyConfig)}
+    run_names = {f.name for f in dataclasses.fields(RunSettings)} - {"identify"}
+    for unknown in sorted(set(options) - engine_names - run_names):
+        close = difflib.get_close_matches(unknown, engine_names | run_names, n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise ValueError(f"unknown setting {unknown!r}{hint}; engine settings: {', '.join(sorted(engine_names))}; "
+                         f"run settings: {', '.join(sorted(run_names))}")
+    return ({k: v for k, v in options.items() if k in engine_names},
+            {k: v for k, v in options.items() if k not in engine_names})
+
+
+def _check_same(info: RunInfo, engine_given: dict) -> None:
+    """Raise `RunConfigMismatch` if an engine setting given differs from the run's stored one."""
+    stored = IdentifyConfig.from_dict(info.config.get("identify", {}))
+    given = stored.replace(**engine_given)
+    differences = [(key, getattr(stored, key), getattr(given, key)) for key in engine_given
+                   if getattr(given, key) != getattr(stored, key)]
+    if differences:
+        listed = "; ".join(f"{key}: the run has {_shown(old)}, given {_shown(new)}" for key, old, new in differences)
+        raise RunConfigMismatch(
+            f"run {info.name!r} was made with other settings ({listed}). Resume it without them, change "
+            f"what is safe to change with `lid-dask config set {info.name} KEY=VALUE`, start a new run with "
+            f"--name, or delete this one with `lid-dask delete {info.name} --yes`")
+
+
+def _shown(value) -> str:
+    if isinstance(value, tuple):
+        return ",".join(map(str, value))
+    return "none" if value is None else str(value)
+
+
 def file_name(run_name: str) -> str:
     """A file name for `run_name` in the working folder (a name like ``../../x`` cannot steer it)."""
     return re.sub(r"[^A-Za-z0-9._-]+", "_", run_name).lstrip(".") or "run"
@@ -75,33 +148,87 @@ class Run:
         self.info = self.ledger.get_run(name)
         self.name = name
         self.storage_options = storage_options
+        self.added = 0  # files registered by the call that made this object (Run.create)
+
+    @property
+    def config(self) -> dict:
+        """The stored configuration: engine settings under "identify", then the run settings."""
+        return self.info.config
+
+    def configure(self, **changes) -> dict:
+        """Change settings that are safe to change mid-run (`SAFE_CHANGES`); returns the new config.
+
+        The settings that decide the answers (models, windows, languages, consensus...) cannot
+        change: the run would mix two configurations' answers. Start a new run instead.
+        """
+        engine_changes, settings = _split_options(changes)
+        unsafe = sorted(set(engine_changes) - SAFE_ENGINE_CHANGES)
+        if unsafe:
+            raise ValueError(f"{', '.join(unsafe)} decide the answers and cannot change in run {self.name!r}: "
+                             "its files would be answered by two configurations; start a new run (--name NEW)")
+        engine = IdentifyConfig.from_dict(self.config.get("identify", {})).replace(**engine_changes)
+        config = {**self.config, **settings, "identify": engine.to_dict()}
+        RunSettings.from_config(config)
+        self.ledger.set_config(self.info.id, config)
+        self.info = self.ledger.get_run(self.name)
+        return self.config
+
+    def delete(self) -> None:
+        """Remove the run with its files, results and history from the ledger."""
+        self.ledger.delete_run(self.name)
 
     @classmethod
     def create(cls, name: str | None = None, sources: Iterable[str] = (), db: str = DEFAULT_URL, *,
                storage_options: dict | None = None, allowed_roots: Iterable[str] = (), calibrated: bool = True,
                **options) -> Run:
-        """Create a run (or reopen the one with that name) and register `sources` in it.
+        """Create a run and register `sources` in it, or reopen the run of that name and register
+        the new ones (`Run.added` says how many files this call registered).
 
         `options` are engine settings (the fields of `IdentifyConfig`: ``models``, ``windows``,
         ``languages``, ``vad``...) and run settings (the fields of `RunSettings`: ``batch_files``,
-        ``max_attempts``...); a name that is neither is an error. With `calibrated`, the newest
-        calibration of each model stored in the ledger (`lid-dask calibrate`) is applied to its
-        answers before consensus. Only the public part of `storage_options` (no credentials) is
-        stored with the run; `allowed_roots` widens what a manifest may name.
+        ``max_attempts``...); a name that is neither is an error. Everything that can be checked is
+        checked before anything is stored: the settings, that each model can be found here, that the
+        allow-list is among the models' languages, and, for an existing run, that the engine settings
+        given are the ones it was made with (`RunConfigMismatch` otherwise; run settings, which only
+        pace the work, are updated). Without a `name`, the run is
+        named after its sources (`default_name`), so the same sources resume the same run. With
+        `calibrated`, the newest calibration of each model stored in the ledger (`lid-dask
+        calibrate`) is applied to its answers before consensus. Only the public part of
+        `storage_options` (no credentials) is stored; `allowed_roots` widens what a manifest may name.
         """
-        engine_names = {f.name for f in dataclasses.fields(IdentifyConfig)}
-        engine = IdentifyConfig.from_dict({k: v for k, v in options.items() if k in engine_names})
-        settings = {k: v for k, v in options.items() if k not in engine_names}
+        sources = [sources] if isinstance(sources, str) else list(sources)
+        if storage_options is not None and not isinstance(storage_options, dict):
+            raise ValueError(f"storage options must be a mapping (a JSON object), not {storage_options!r}")
+        engine_given, settings = _split_options(options)
+        engine = IdentifyConfig.from_dict(engine_given)
         RunSettings.from_config({}, **settings)  # a misspelt run setting fails here, before anything is stored
+        engine.check_models()
+        if not name and not sources:
+            raise ValueError("a run needs a name or sources (its name then comes from them)")
+        name = name or default_name(sources)
         ledger = Ledger(db)
-        name = name or dt.datetime.now().strftime("run-%Y%m%d-%H%M%S")
+        public = split_secrets(storage_options)[0] or None
+        existing = {info.name: info for info in ledger.list_runs()}.get(name)
+        if existing is not None:
+            _check_same(existing, {**engine_given, **({"storage_options": public} if public else {})})
+            run = cls(name, ledger=ledger, storage_options=storage_options)
+            stored = RunSettings.from_config(run.config)
+            changed = {k: v for k, v in settings.items() if getattr(stored, k) != v}
+            if changed:  # pacing is safe to change between sessions
+                log.warning("run %s: %s", name, ", ".join(f"{k} now {v}" for k, v in changed.items()))
+                run.configure(**changed)
+            run.added = run.add(sources, allowed_roots=allowed_roots)
+            return run
         if calibrated:
             calibrations = ledger.evaluations.latest_calibrations([ModelSpec.parse(m).name for m in engine.models])
             engine = engine.replace(calibrations=calibrations or None)
-        engine = engine.replace(storage_options=split_secrets(storage_options)[0] or None)
-        ledger.create_run(name, {"identify": engine.to_dict(), **settings})
+        ledger.create_run(name, {"identify": engine.replace(storage_options=public).to_dict(), **settings})
         run = cls(name, ledger=ledger, storage_options=storage_options)
-        run.add(sources, allowed_roots=allowed_roots)
+        try:
+            run.added = run.add(sources, allowed_roots=allowed_roots)
+        except BaseException:
+            ledger.delete_run(name)  # a new run whose sources cannot be listed leaves nothing behind
+            raise
         return run
 
     def add(self, sources: Iterable[str], storage_options: dict | None = None,
@@ -111,8 +238,12 @@ class Run:
                    or self.info.config.get("identify", {}).get("storage_options"))
         return self.ledger.register(self.info.id, iter_entries(list(sources), options, allowed_roots=allowed_roots))
 
-    def execute(self, client=None, progress: bool = True, **overrides) -> Progress:
-        """Process the run on `client` (a local cluster if None) until nothing is left, or Ctrl-C."""
+    def execute(self, client=None, progress: bool = True, on_stop=None, **overrides) -> Progress:
+        """Process the run on `client` (a local cluster if None) until nothing is left, or Ctrl-C.
+
+        `overrides` are run settings for this session; `on_stop(files_in_flight, drain_seconds,
+        releasing_now)` is called at once when Ctrl-C or SIGTERM asks the run to stop.
+        """
         from lid_dask.cluster import cluster_client
 
         settings = RunSettings.from_config(self.info.config, **overrides)
@@ -120,12 +251,13 @@ class Run:
             if client is None:
                 secret = split_secrets(self.storage_options)[1]
                 client = stack.enter_context(cluster_client(env=local_worker_environment(secret)))
-            if not progress:
-                return Orchestrator(self.ledger, self.name, client, settings).execute()
-            from lid_dask.progress import RunProgress
+            display = None
+            if progress:
+                from lid_dask.progress import RunProgress
 
-            display = stack.enter_context(RunProgress(self.name))
-            return Orchestrator(self.ledger, self.name, client, settings, on_progress=display.update).execute()
+                display = stack.enter_context(RunProgress(self.name))
+            return Orchestrator(self.ledger, self.name, client, settings, on_progress=display and display.update,
+                                on_stop=on_stop).execute()
 
     def status(self, window: dt.timedelta = dt.timedelta(minutes=10)) -> Status:
         """Counts, top errors and the pace over the last `window`.
@@ -143,6 +275,11 @@ class Run:
             later = self.ledger.done_since(self.info.id, first + dt.timedelta(microseconds=1))
             rate = later / (now - first).total_seconds() if later else math.nan
         return Status(self.name, self.ledger.counts(self.info.id), rate, self.ledger.top_errors(self.info.id))
+
+    def summary(self) -> Summary:
+        """Files and audio hours per language, the review queue by reason, failures by class."""
+        return Summary(self.name, self.ledger.answers(self.info.id), self.ledger.needing_review(self.info.id),
+                       self.ledger.review_reasons(self.info.id), self.ledger.top_errors(self.info.id, limit=20))
 
     def retry(self, kinds: list[str] | None = None) -> int:
         """Send failed and dead files (optionally only these error kinds) back to pending."""

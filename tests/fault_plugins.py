@@ -43,6 +43,7 @@ class ContentHash(Backend):
     """
 
     backend_name = "content-hash"
+    options = frozenset({"delay"})
 
     def __init__(self, spec, device="cpu"):
         super().__init__(spec, device)

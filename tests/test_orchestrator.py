@@ -13,7 +13,8 @@ import pytest
 
 from distributed.scheduler import KilledWorker
 
-from lid_dask.orchestrator import Orchestrator, RunSettings
+from lid_dask.ledger import Claim
+from lid_dask.orchestrator import Orchestrator, RunSettings, _split_by_bytes
 from lid_dask.results import FileResult
 from lid_dask.runs import Run
 from lid_dask.worker import RESULTS_TOPIC
@@ -39,13 +40,14 @@ class FakeFuture:
 class FakeClient:
     """Runs no task: `answer(run, token, uris, attempt)` returns the events a submitted batch sends."""
 
-    def __init__(self, answer):
+    def __init__(self, answer, threads: int = 1):
         self.answer = answer
+        self.threads = threads
         self.handlers = {}
         self.submitted: list[list[str]] = []
 
     def nthreads(self):
-        return {"worker": 1}
+        return {f"worker-{i}": 1 for i in range(self.threads)}
 
     def scheduler_info(self):
         return {"workers": {}}
@@ -98,10 +100,11 @@ def test_stale_events_of_another_session_are_counted_and_ignored(run):
         stale = answers(name, "token-of-a-dead-orchestrator", list(reversed(uris)), language="xx")
         return [stale, answers(name, token, uris)]
 
-    progress = execute(run, FakeClient(answer))
+    client = FakeClient(answer)
+    progress = execute(run, client)
     assert_every_file_holds_its_own_answer(run)
     assert set(run.results().language) == {"en"}
-    assert progress.ignored == {"not a batch of this session": 3}
+    assert progress.ignored == {"not a batch of this session": len(client.submitted)}
 
 
 def test_results_are_paired_with_files_by_uri_not_by_position(run):
@@ -114,45 +117,51 @@ def test_a_duplicated_event_is_recorded_once(run):
     def answer(name, token, uris, attempt):
         return [answers(name, token, uris), answers(name, token, uris, language="de")]
 
-    progress = execute(run, FakeClient(answer))
+    client = FakeClient(answer)
+    progress = execute(run, client)
     assert_every_file_holds_its_own_answer(run)
     assert set(run.results().language) == {"en"}
-    assert progress.ignored == {"not a batch of this session": 3}
+    assert progress.ignored == {"not a batch of this session": len(client.submitted)}
     assert run.results().attempts.tolist() == [1] * 6
 
 
 def test_partial_foreign_and_malformed_events_fail_nothing_else(run):
-    """First attempts misbehave; the files they leave unanswered are retried, none stays leased."""
+    """Batches 2-5 misbehave; the files they leave unanswered are retried, none stays leased."""
     def answer(name, token, uris, attempt):
-        if attempt == 1:  # partial: only the first file answered
+        if attempt == 2:  # partial: only the first file answered
             return [answers(name, token, uris[:1])]
-        if attempt == 2:  # one answer names a file outside the batch
+        if attempt == 3:  # one answer names a file outside the batch
             event = answers(name, token, uris)
             event["results"][0]["uri"] = "/audio/elsewhere.wav"
             return [event]
-        if attempt == 3:  # malformed: no list of results
+        if attempt == 4:  # malformed: no list of results
             return [{"run": name, "batch": token, "worker": "worker", "fingerprint": FINGERPRINT, "results": 7}]
-        if attempt == 4:  # malformed: a word from no vocabulary
+        if attempt == 5:  # malformed: a word from no vocabulary
             event = answers(name, token, uris)
-            event["results"][1]["error_kind"] = "gremlins"
+            event["results"][0]["error_kind"] = "gremlins"
             return [event]
         return [answers(name, token, uris)]
 
-    progress = execute(run, FakeClient(answer))
+    client = FakeClient(answer)
+    progress = execute(run, client, max_attempts=5)  # a file may land in each of the four bad batches
     assert_every_file_holds_its_own_answer(run)
     assert progress.ignored == {"names a file outside its batch": 1, "malformed event": 2}
-    # Each misbehaviour cost the files it left unanswered one attempt: 1 (partial), 1 (the file
-    # whose answer named another), 2 and 2 (malformed); nothing else was charged.
-    assert run.results().attempts.sum() == 6 + 6
+    # Each misbehaviour cost the files it left unanswered one attempt, and nothing else was charged:
+    # all but one file of the partial batch, the file whose answer named another, every file of
+    # the malformed ones.
+    sizes = [len(uris) for uris in client.submitted]
+    assert run.results().attempts.sum() == 6 + (sizes[1] - 1) + 1 + sizes[3] + sizes[4]
 
 
 def test_a_worker_that_never_answers_right_ends_with_dead_files_not_leased_ones(run):
-    progress = execute(run, FakeClient(lambda name, token, uris, _: [answers(name, token, ["/nope.wav"])]))
+    client = FakeClient(lambda name, token, uris, _: [answers(name, token, ["/nope.wav"])])
+    progress = execute(run, client)
     frame = run.results()
     assert set(frame.state) == {"dead"} and set(frame.error_kind) == {"lost"}
     assert frame.error.str.contains("did not answer for this file").all()
     assert run.status().counts["leased"] == 0
-    assert progress.ignored == {"names a file outside its batch": 9}  # 3 attempts of 3 batches
+    assert progress.ignored == {"names a file outside its batch": len(client.submitted)}
+    assert sum(len(uris) for uris in client.submitted) == 6 * 3  # every file tried max_attempts times
 
 
 def test_results_travel_as_plain_strings_in_worker_events():
@@ -180,16 +189,22 @@ def test_a_batch_that_keeps_killing_workers_is_split_until_the_poison_file_is_al
     assert frame.loc["/audio/ccc.wav", "state"] == "dead"
     assert frame.loc["/audio/ccc.wav", "error_kind"] == "killed_worker"
     assert (frame.drop("/audio/ccc.wav").state == "done").all()
-    assert [len(uris) for uris in client.submitted if "/audio/ccc.wav" in uris] == [6, 3, 2, 1]
+    with_poison = [len(uris) for uris in client.submitted if "/audio/ccc.wav" in uris]
+    assert with_poison == sorted(with_poison, reverse=True) and with_poison[-1] == 1  # halved until alone
+    assert len(set(with_poison)) == len(with_poison)
 
 
 def test_batches_are_split_by_bytes(tmp_path):
+    sizes = [40, 50, 30, 90, 10, 5]
+    claims = [Claim(i, f"/audio/{i}.wav", size, 1) for i, size in enumerate(sizes)]
+    assert [[c.size for c in part] for part in _split_by_bytes(claims, 100)] == [[40, 50], [30], [90, 10], [5]]
     run = Run.create("bytes", [], db=f"sqlite:///{tmp_path / 'ledger.db'}", models="null")
-    run.ledger.register(run.info.id, [(f"/audio/{i}.wav", size) for i, size in enumerate([40, 50, 30, 90, 10, 5])])
+    run.ledger.register(run.info.id, [(f"/audio/{i}.wav", size) for i, size in enumerate(sizes * 8)])
     client = FakeClient(lambda name, token, uris, _: [answers(name, token, uris)])
     execute(run, client, batch_files=6, batch_bytes=100)
-    sizes = {f"/audio/{i}.wav": size for i, size in enumerate([40, 50, 30, 90, 10, 5])}
-    assert [[sizes[u] for u in uris] for uris in client.submitted] == [[40, 50], [30], [90, 10], [5]]
+    by_uri = {f"/audio/{i}.wav": size for i, size in enumerate(sizes * 8)}
+    assert all(len(uris) == 1 or sum(by_uri[u] for u in uris) <= 100 for uris in client.submitted)
+    assert run.status().counts["done"] == len(sizes) * 8
 
 
 def test_a_drifted_workers_results_are_refused_and_its_batch_resubmitted(run):
@@ -216,3 +231,15 @@ def test_a_batch_whose_results_never_arrive_is_resubmitted(run):
     assert_every_file_holds_its_own_answer(run)
     assert client.submitted[0] == client.submitted[-1]  # the silent batch went out again, whole
     assert run.results().attempts.tolist() == [1] * 6  # the lease was kept: no attempt spent
+
+
+def test_a_small_run_is_shared_out_over_the_workers_and_answers_early(tmp_path):
+    """21 files on 2 worker threads: about four batches each, the first of each a quarter as big
+    (before: one 32-file batch on one worker, and nothing to see until it ended)."""
+    run = Run.create("small", [f"/audio/{i:02d}.wav" for i in range(21)], db=f"sqlite:///{tmp_path / 'l.db'}",
+                     models="null")
+    client = FakeClient(lambda name, token, uris, _: [answers(name, token, uris)], threads=2)
+    execute(run, client, batch_files=32)
+    sizes = [len(uris) for uris in client.submitted]
+    assert sizes[:2] == [1, 1] and max(sizes) == 3 and sum(sizes) == 21
+    assert len(sizes) >= 2 * 4

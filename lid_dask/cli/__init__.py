@@ -14,6 +14,8 @@ import argparse
 import sys
 
 from rich.console import Console
+from rich.markup import escape
+from sqlalchemy.exc import SQLAlchemyError
 
 from lid_dask.cli import evaluation, identify, runs
 
@@ -32,9 +34,18 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
         return args.handler(args)
-    except (ValueError, RuntimeError, OSError, LookupError) as exc:
-        Console(stderr=True, soft_wrap=True).print(f"[red]error:[/red] {exc}")  # soft: paths stay whole
+    except (ValueError, RuntimeError, OSError, LookupError, SQLAlchemyError) as exc:
+        error(exc)
         return 2
+
+
+def error(exc: BaseException) -> None:
+    """One line on stderr: the database's own message is its first line (no SQL, no traceback)."""
+    message = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0] if isinstance(exc, SQLAlchemyError) \
+        else str(exc)
+    prefix = "database error: " if isinstance(exc, SQLAlchemyError) else ""
+    # soft wrap: paths stay whole; escaped: a message's [brackets] are text, not markup
+    Console(stderr=True, soft_wrap=True).print(f"[red]error:[/red] {prefix}{escape(message)}")
 
 
 if __name__ == "__main__":

@@ -26,15 +26,30 @@ def engine(parser: argparse.ArgumentParser, defaults: bool) -> None:
                         help="comma-separated candidate languages; probabilities are renormalised over them")
     parser.add_argument("--vad", default=default("silero"), choices=DETECTORS, help="speech detector (default silero)")
     parser.add_argument("--device", default=default("auto"), choices=("auto", "cpu", "cuda"))
-    parser.add_argument("--storage-options", metavar="JSON", type=json.loads, default=None,
-                        help='fsspec storage options, e.g. \'{"anon": true}\'; credentials among them stay in this '
-                             "process (see README, Credentials)")
+    storage(parser)
     parser.add_argument("--allow-root", action="append", dest="allowed_roots", default=[], metavar="ROOT",
                         help="a folder, bucket (s3://bucket) or host (https://host) that manifests may name besides "
                              "the sources' own (repeatable)")
     parser.add_argument("--allow-private-network", nargs="*", metavar="CIDR", default=None,
                         help="let HTTP(S) audio come from private, loopback or link-local addresses: all of them, "
                              "or only these networks (e.g. 10.1.0.0/16)")
+
+
+def storage(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--storage-options", metavar="JSON", type=json_object, default=None,
+                        help='fsspec storage options, e.g. \'{"anon": true}\'; credentials among them stay in this '
+                             "process (see README, Credentials)")
+
+
+def json_object(text: str) -> dict:
+    """A JSON object (argparse type): anything else is a usage error that says so."""
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise argparse.ArgumentTypeError(f"not JSON: {exc}") from None
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError(f"a JSON object is needed, e.g. '{{\"anon\": true}}', not {text}")
+    return value
 
 
 def engine_settings(args) -> dict:
@@ -66,6 +81,9 @@ def cluster(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tls-cert", metavar="PEM", help="client certificate for tls://")
     parser.add_argument("--tls-key", metavar="PEM", help="client key for tls://")
     parser.add_argument("--workers", type=int, help="local cluster: number of worker processes")
+    parser.add_argument("--dashboard-address", default=":8787", metavar="[HOST]:PORT",
+                        help="local cluster: where its Dask dashboard listens (default :8787; another free port "
+                             "if that one is taken)")
 
 
 @contextlib.contextmanager
@@ -78,8 +96,20 @@ def cluster_client(args, env: dict | None = None):
         from lid_dask.security import client_security
 
         security = client_security(args.tls_ca, args.tls_cert, args.tls_key)
-    with client_for(args.scheduler, security=security, n_workers=args.workers, env=env or {}) as client:
+    with client_for(args.scheduler, security=security, n_workers=args.workers, env=env or {},
+                    dashboard_address=args.dashboard_address) as client:
         yield client
+
+
+def print_dashboard(client, args, console) -> None:
+    """Where to watch: the dashboard's address, and whether it fell back to another port."""
+    link = client.dashboard_link if client.scheduler_info().get("services", {}).get("dashboard") else None
+    if not link:
+        console.print("no Dask dashboard on this cluster")
+        return
+    asked = args.dashboard_address.rpartition(":")[2]
+    moved = "" if args.scheduler or f":{asked}/" in link else f" (port {asked} was taken)"
+    console.print(f"dashboard: {link}{moved}")
 
 
 def labels(parser: argparse.ArgumentParser) -> None:

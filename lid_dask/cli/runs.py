@@ -1,12 +1,18 @@
-"""``lid-dask run | status | export | retry | db``: runs in the ledger."""
+"""``lid-dask run | status | export | retry | config | delete | db``: runs in the ledger."""
 
 from __future__ import annotations
 
+import json
 import math
 
 from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
 
 from lid_dask.cli import options
+from lid_dask.vocabulary import ErrorKind
+
+TOP_LANGUAGES = 10  # rows of the end-of-run table; the rest are summed as "other"
 
 
 def add_commands(commands) -> None:
@@ -16,17 +22,18 @@ def add_commands(commands) -> None:
     run.add_argument("sources", nargs="*", metavar="SOURCE",
                      help="files, folders, globs, fsspec URLs (s3://bucket/prefix), manifests (CSV/Parquet), "
                           "S3 Inventory manifest.json")
-    run.add_argument("--name", help="run name (default: a new name from the time; give it to resume)")
+    run.add_argument("--name", help="run name (default: made from the SOURCES, so the same command resumes; "
+                                    "give it to resume without them)")
     options.database(run)
     options.cluster(run)
     options.engine(run, defaults=False)
-    run.add_argument("--batch-files", type=int, help="files per batch (default 32)")
+    run.add_argument("--batch-files", type=int, help="files per batch at most (default 32)")
     run.add_argument("--max-attempts", type=int, help="attempts before a transient failure is dead (default 3)")
     run.add_argument("--on-drift", choices=["flag", "refuse"], help="workers whose environment differs")
     run.add_argument("--no-progress", action="store_true")
     run.set_defaults(handler=run_command)
 
-    status = commands.add_parser("status", help="counts by state, rate, ETA and top errors of a run")
+    status = commands.add_parser("status", help="a run's counts, pace, ETA, answers and errors; or the runs")
     status.add_argument("name", nargs="?", help="run name (default: list the runs)")
     options.database(status)
     status.set_defaults(handler=status_command)
@@ -34,16 +41,40 @@ def add_commands(commands) -> None:
     export = commands.add_parser("export", help="write a run's results to Parquet or CSV")
     export.add_argument("name")
     export.add_argument("-o", "--output", help="file or fsspec URL (default RUN.parquet / RUN.csv)")
-    export.add_argument("-f", "--format", default="parquet", choices=["parquet", "csv"])
+    export.add_argument("-f", "--format", choices=["parquet", "csv"],
+                        help="default: from the output's extension, else parquet")
+    options.storage(export)
     options.database(export)
     export.set_defaults(handler=export_command)
 
     retry = commands.add_parser("retry", help="send failed and dead files of a run back to pending")
     retry.add_argument("name")
-    retry.add_argument("--kind", action="append", dest="kinds", metavar="ERROR_KIND",
-                       help="only files that failed with this error kind (repeatable)")
+    retry.add_argument("--kind", action="append", dest="kinds", metavar="ERROR_KIND", choices=[k.value for k in ErrorKind],
+                       help="only files that failed with this error kind (repeatable): "
+                            + ", ".join(k.value for k in ErrorKind if not k.is_answer))
     options.database(retry)
     retry.set_defaults(handler=retry_command)
+
+    config = commands.add_parser("config", help="show a run's settings, or change those that are safe to change")
+    config_commands = config.add_subparsers(dest="config_command", required=True)
+    show = config_commands.add_parser("show", help="the run's stored settings (JSON)")
+    show.add_argument("name")
+    options.database(show)
+    show.set_defaults(handler=config_show_command)
+    change = config_commands.add_parser("set", help="change settings that do not decide the answers",
+                                        description="Run settings (batch_files, max_attempts, on_drift, ...) and "
+                                                    "the engine's device, storage_options, allow_private_network, "
+                                                    "chunk_files and decode_threads. VALUE is JSON or text.")
+    change.add_argument("name")
+    change.add_argument("changes", nargs="+", metavar="KEY=VALUE")
+    options.database(change)
+    change.set_defaults(handler=config_set_command)
+
+    delete = commands.add_parser("delete", help="delete a run with its files and results from the ledger")
+    delete.add_argument("name")
+    delete.add_argument("--yes", action="store_true", help="really delete it")
+    options.database(delete)
+    delete.set_defaults(handler=delete_command)
 
     db = commands.add_parser("db", help="the ledger database itself")
     db_commands = db.add_subparsers(dest="db_command", required=True)
@@ -54,24 +85,18 @@ def add_commands(commands) -> None:
 
 
 def run_command(args) -> int:
-    from lid_dask.ledger import Ledger
-    from lid_dask.runs import Run
+    from lid_dask.runs import Run, file_name
     from lid_dask.storage import local_worker_environment, split_secrets
 
     settings = dict(batch_files=args.batch_files, max_attempts=args.max_attempts, on_drift=args.on_drift)
     settings = {k: v for k, v in settings.items() if v is not None}
     url = options.database_url(args)
-    ledger = Ledger(url)
-    if args.name and args.name in {r.name for r in ledger.list_runs()}:
-        run = Run(args.name, ledger=ledger, storage_options=args.storage_options)
-        added = run.add(args.sources, allowed_roots=args.allowed_roots) if args.sources else 0
-    else:
-        if not args.sources:
-            raise ValueError("a new run needs at least one SOURCE")
-        run = Run.create(args.name, [], url, **options.engine_settings(args), **settings)
-        added = run.add(args.sources, allowed_roots=args.allowed_roots)
+    # Everything is checked, and the sources listed, before a cluster starts.
+    run = Run.create(args.name, args.sources, url, storage_options=args.storage_options,
+                     allowed_roots=args.allowed_roots, **options.engine_settings(args), **settings)
     console = Console(stderr=True)
-    console.print(f"run [bold]{run.name}[/bold] in {ledger.url_for_display}: {added} new files")
+    console.print(f"run [bold]{escape(run.name)}[/bold] in {escape(run.ledger.url_for_display)}: "
+                  f"{run.added} new files, {run.status().total} in all")
     _, secret = split_secrets(args.storage_options)
     if secret:
         reach = ("the local workers get them through their environment" if not args.scheduler else
@@ -80,13 +105,34 @@ def run_command(args) -> int:
         console.print(f"storage credentials ({', '.join(sorted(secret))}) were used here for listing only and "
                       f"are not stored in the ledger; {reach}")
     with options.cluster_client(args, env=local_worker_environment(secret)) as client:
-        progress = run.execute(client, progress=not args.no_progress, **settings)
-    print_status(run.status(), console)
+        options.print_dashboard(client, args, console)
+        progress = run.execute(client, progress=not args.no_progress, on_stop=_acknowledge(console))
+    out = Console()
+    print_status(run.status(), out)
+    print_summary(run.summary(), out)
     if progress.ignored:
         console.print(f"[yellow]{sum(progress.ignored.values())} answers were not recorded[/yellow] (not this "
                       "session's to record; see the log): " + ", ".join(f"{reason} ({n})"
                                                                      for reason, n in progress.ignored.items()))
+    db = "" if args.db is None else f" --db {args.db}"
+    if progress.stopped:
+        console.print(f"[yellow]stopped[/yellow]: {progress.done_this_session} files finished this session and "
+                      f"are kept; {progress.released} in flight went back to pending. Resume with the same command, "
+                      f"or: lid-dask run --name {run.name}{db}", soft_wrap=True)
+        return 130  # the shell's code for a run ended by Ctrl-C
+    out.print(f"results: lid-dask export {run.name}{db} -o {file_name(run.name)}.parquet", soft_wrap=True)
     return 0
+
+
+def _acknowledge(console):
+    """What the orchestrator calls at once on Ctrl-C / SIGTERM (and again on a second one)."""
+    def acknowledge(in_flight: int, drain_seconds: float, now: bool) -> None:
+        if now:
+            console.print(f"[yellow]stopping now[/yellow]: releasing the {in_flight} files in flight")
+        else:
+            console.print(f"[yellow]stopping[/yellow]: no new batches; waiting up to {drain_seconds:.0f} s for the "
+                          f"{in_flight} files in flight (Ctrl-C again to release them now)")
+    return acknowledge
 
 
 def status_command(args) -> int:
@@ -96,42 +142,88 @@ def status_command(args) -> int:
     ledger = Ledger.existing(options.database_url(args))
     console = Console()
     if not args.name:
-        for info in ledger.list_runs():
-            console.print(info.name)
+        print_runs(ledger, console)
         return 0
     run = Run(args.name, ledger=ledger)
     print_status(run.status(), console)
+    print_summary(run.summary(), console)
     workers = run.workers()
     if len(workers):
         flagged = workers[workers.status != "ok"]
         console.print(f"{len(workers)} workers seen, {len(flagged)} with a different environment")
         for row in flagged.itertuples():
-            console.print(f"  [yellow]{row.name}[/yellow]: {row.reason}")
+            console.print(f"  [yellow]{escape(row.name)}[/yellow]: {escape(str(row.reason))}")
     return 0
 
 
-def print_status(status, console) -> None:
-    from rich.table import Table
+def print_runs(ledger, console) -> None:
+    runs = ledger.list_runs()
+    if not runs:
+        console.print(f"no runs in {ledger.url_for_display} yet; start one with: lid-dask run SOURCES")
+        return
+    table = Table(title=f"runs in {ledger.url_for_display}")
+    for column in ("run", "created", "files", "done", "failed", "to go", "last finished"):
+        table.add_column(column, justify="left" if column in ("run", "created", "last finished") else "right")
+    for info in runs:
+        counts = ledger.counts(info.id)
+        last = ledger.last_finished(info.id)
+        table.add_row(escape(info.name), _when(info.created_at), str(sum(counts.values())), str(counts["done"]),
+                      str(counts["dead"] + counts["failed"]), str(counts["pending"] + counts["leased"]),
+                      _when(last) if last else "-")
+    console.print(table)
 
-    table = Table(title=f"run {status.name}")
+
+def _when(moment) -> str:
+    return moment.astimezone().strftime("%Y-%m-%d %H:%M %Z") if moment else "-"
+
+
+def print_status(status, console) -> None:
+    table = Table(title=f"run {escape(status.name)}")
     for state in status.counts:
-        table.add_column(state, justify="right")
+        table.add_column(str(state), justify="right")
     table.add_row(*(str(n) for n in status.counts.values()))
     console.print(table)
     eta = f", ETA {status.eta}" if status.eta and status.remaining else ""
     pace = (f"{status.rate * 60:.1f} files/min over the last 10 minutes" if not math.isnan(status.rate)
             else "pace not measured yet (no two batches finished in the last 10 minutes)")
     console.print(f"{status.total} files, {status.remaining} to go, {pace}{eta}")
-    if status.top_errors:
-        console.print("top errors: " + ", ".join(f"{kind} ({n})" for kind, n in status.top_errors))
+
+
+def print_summary(summary, console) -> None:
+    """What the user came for: answers by language, what needs a person and why, what failed."""
+    from lid_dask.languages import display_name
+
+    if summary.answered:
+        table = Table(title=f"{summary.answered} files answered, {_duration(summary.audio_hours * 3600)} of audio")
+        for column, justify in (("language", "left"), ("files", "right"), ("audio", "right")):
+            table.add_column(column, justify=justify)
+        for language, files, seconds in summary.languages[:TOP_LANGUAGES]:
+            name = escape(f"{display_name(language)} [{language}]") if language else "no speech / too short"
+            table.add_row(name, str(files), _duration(seconds))
+        rest = summary.languages[TOP_LANGUAGES:]
+        if rest:
+            table.add_row(f"{len(rest)} other languages", str(sum(n for _, n, _ in rest)),
+                          _duration(sum(s for _, _, s in rest)))
+        console.print(table)
+    if summary.needs_review:
+        console.print(f"needs review: {summary.needs_review} files ("
+                      + ", ".join(f"{reason} {n}" for reason, n in summary.review_reasons.items()) + ")")
+        console.print(f"  list them: lid-dask review export {summary.name} -o review.csv", soft_wrap=True)
+    if summary.failures:
+        console.print("failed: " + ", ".join(f"{kind} {n}" for kind, n in summary.failures))
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds / 3600:.1f} h" if seconds >= 3600 else f"{seconds / 60:.1f} min"
 
 
 def export_command(args) -> int:
     from lid_dask.runs import Run, file_name
 
-    target = args.output or f"{file_name(args.name)}.{args.format}"
-    rows = Run(args.name, options.database_url(args)).export(target, args.format)
-    Console(stderr=True).print(f"wrote {rows} rows to {target}")
+    fmt = args.format or ("csv" if (args.output or "").lower().endswith((".csv", ".csv.gz")) else "parquet")
+    target = args.output or f"{file_name(args.name)}.{fmt}"
+    rows = Run(args.name, options.database_url(args)).export(target, fmt, storage_options=args.storage_options)
+    Console(stderr=True).print(f"wrote {rows} rows to {escape(target)}")
     return 0
 
 
@@ -140,6 +232,45 @@ def retry_command(args) -> int:
 
     n = Run(args.name, options.database_url(args)).retry(args.kinds)
     Console(stderr=True).print(f"{n} files back to pending; `lid-dask run --name {args.name}` processes them")
+    return 0
+
+
+def config_show_command(args) -> int:
+    from lid_dask.runs import Run
+
+    run = Run(args.name, options.database_url(args))
+    Console().print_json(json.dumps({"name": run.name, "created": _when(run.info.created_at), **run.config}))
+    return 0
+
+
+def config_set_command(args) -> int:
+    from lid_dask.runs import Run
+
+    changes = {}
+    for change in args.changes:
+        key, sep, value = change.partition("=")
+        if not sep:
+            raise ValueError(f"{change!r} is not KEY=VALUE")
+        try:
+            changes[key] = json.loads(value)
+        except json.JSONDecodeError:
+            changes[key] = value
+    run = Run(args.name, options.database_url(args))
+    run.configure(**changes)
+    Console(stderr=True).print(f"run {escape(run.name)}: " + ", ".join(f"{k} = {v!r}" for k, v in changes.items()))
+    return 0
+
+
+def delete_command(args) -> int:
+    from lid_dask.runs import Run
+
+    run = Run(args.name, options.database_url(args))
+    total = run.status().total
+    if not args.yes:
+        raise ValueError(f"this deletes run {run.name!r} and the results of its {total} files; "
+                         f"add --yes to do it")
+    run.delete()
+    Console(stderr=True).print(f"deleted run {escape(run.name)} ({total} files)")
     return 0
 
 

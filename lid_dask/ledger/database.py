@@ -6,6 +6,7 @@ import datetime as dt
 import functools
 import logging
 import time
+from pathlib import Path
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
@@ -86,13 +87,38 @@ def transient(method):
     return waiting
 
 
+EXAMPLES = "e.g. sqlite:///lid-dask.db or postgresql+psycopg://user@host:5432/lid"
+
+
+def parse_url(url: str) -> sa.URL:
+    try:
+        return sa.engine.make_url(url)
+    except sa.exc.ArgumentError:
+        raise LedgerError(f"{url!r} is not a database URL; {EXAMPLES}") from None
+
+
 def _make_engine(url: str) -> sa.Engine:
-    parsed = sa.engine.make_url(url)
+    """The engine for `url`, or a `LedgerError` that says in one line what is wrong with the URL."""
+    parsed = parse_url(url)
+    shown = parsed.render_as_string(hide_password=True)
     if parsed.get_backend_name() == "postgresql" and not parsed.database:
         # Without one, PostgreSQL connects to the user's default database (often the shared `postgres`).
-        raise LedgerError(f"the ledger URL {parsed.render_as_string(hide_password=True)} names no database; "
-                          "add one, e.g. postgresql+psycopg://user@host:5432/lid")
-    if url.startswith("sqlite"):
+        raise LedgerError(f"the ledger URL {shown} names no database; add one, {EXAMPLES}")
+    if parsed.get_backend_name() == "sqlite" and parsed.database and not parsed.database.startswith(":"):
+        folder = Path(parsed.database).expanduser().parent
+        if not folder.is_dir():
+            raise LedgerError(f"no folder {folder} for the ledger file of {shown}; create it, or use another path")
+    try:
+        return _create_engine(url, parsed.get_backend_name())
+    except sa.exc.NoSuchModuleError:
+        raise LedgerError(f"unknown database kind {parsed.drivername!r} in {shown}; {EXAMPLES}") from None
+    except ImportError as exc:
+        raise LedgerError(f"the database driver for {shown} is not installed ({exc.name or exc}); for PostgreSQL: "
+                          "pip install 'lid-dask[postgres]'") from None
+
+
+def _create_engine(url: str, backend: str) -> sa.Engine:
+    if backend == "sqlite":
         engine = sa.create_engine(url, connect_args={"timeout": 60})
 
         @sa.event.listens_for(engine, "connect")

@@ -15,7 +15,7 @@ from sqlalchemy.dialects import postgresql
 from toolz import partition_all
 
 from lid_dask.ledger import schema as s
-from lid_dask.ledger.database import CHUNK, Database, LedgerError, aware, transient, utcnow
+from lid_dask.ledger.database import CHUNK, Database, LedgerError, aware, parse_url, transient, utcnow
 from lid_dask.ledger.evaluations import EvaluationStore
 from lid_dask.results import FileResult
 from lid_dask.vocabulary import ErrorKind
@@ -29,6 +29,7 @@ class RunInfo:
     name: str
     config: dict
     fingerprint: dict | None
+    created_at: dt.datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -76,13 +77,16 @@ class Ledger:
         self.dialect = self.db.dialect
         self.evaluations = EvaluationStore(self.db)
         if migrate:
-            self.migrate()
+            try:
+                self.migrate()
+            except sa.exc.OperationalError as exc:  # never reached: a wrong host, port, user or database
+                raise LedgerError(f"cannot open the ledger at {self.url_for_display}: {_reason(exc)}") from None
 
     @classmethod
     def existing(cls, url: str = DEFAULT_URL) -> Ledger:
         """The ledger at `url`, which must exist with the current schema: nothing is created,
         no file, no database, no table, and the schema is not upgraded."""
-        parsed = sa.engine.make_url(url)
+        parsed = parse_url(url)
         if parsed.get_backend_name() == "sqlite" and not Path(parsed.database or "").is_file():
             raise LedgerError(f"no ledger at {url}: no such file; `lid-dask run` creates one")
         ledger = cls(url, migrate=False)
@@ -93,8 +97,7 @@ class Ledger:
             if isinstance(exc, sa.exc.ProgrammingError) or "no such table" in str(exc.orig):
                 raise LedgerError(f"no lid-dask ledger in {ledger.url_for_display}: it has no lid-dask tables; "
                                   "`lid-dask run` creates them") from None
-            reason = str(exc.orig).strip().splitlines()[-1]
-            raise LedgerError(f"cannot open the ledger at {ledger.url_for_display}: {reason}") from None
+            raise LedgerError(f"cannot open the ledger at {ledger.url_for_display}: {_reason(exc)}") from None
         head = _head_revision()
         if revision != head:
             ledger.engine.dispose()
@@ -150,13 +153,31 @@ class Ledger:
             row = connection.execute(sa.select(s.runs).where(s.runs.c.name == name)).first()
         if row is None:
             raise LookupError(f"no run named {name!r} in {self.url_for_display}")
-        return RunInfo(row.id, row.name, row.config, row.fingerprint)
+        return RunInfo(row.id, row.name, row.config, row.fingerprint, aware(row.created_at))
 
     @transient
     def list_runs(self) -> list[RunInfo]:
         with self.engine.connect() as connection:
             rows = connection.execute(sa.select(s.runs).order_by(s.runs.c.id)).all()
-        return [RunInfo(r.id, r.name, r.config, r.fingerprint) for r in rows]
+        return [RunInfo(r.id, r.name, r.config, r.fingerprint, aware(r.created_at)) for r in rows]
+
+    @transient
+    def set_config(self, run_id: int, config: dict) -> None:
+        with self.engine.begin() as connection:
+            connection.execute(s.runs.update().where(s.runs.c.id == run_id).values(config=config))
+
+    @transient
+    def delete_run(self, name: str) -> None:
+        """Delete a run and, by cascade, its files, results, predictions, attempts and workers;
+        refused while an orchestrator holds the run's lock."""
+        with self.engine.begin() as connection:
+            row = connection.execute(sa.select(s.runs.c.lock_owner, s.runs.c.lock_expires_at)
+                                     .where(s.runs.c.name == name)).first()
+            if row is None:
+                raise LookupError(f"no run named {name!r} in {self.url_for_display}")
+            if row.lock_owner and aware(row.lock_expires_at) > utcnow():
+                raise RuntimeError(f"run {name!r} is being processed by {row.lock_owner}; stop it first")
+            connection.execute(s.runs.delete().where(s.runs.c.name == name))
 
     @transient
     def set_fingerprint(self, run_id: int, fingerprint: dict) -> None:
@@ -398,6 +419,50 @@ class Ledger:
         return [(kind or None, int(n)) for kind, n in rows]
 
     @transient
+    def answers(self, run_id: int) -> list[tuple[str | None, int, float]]:
+        """(language, files, seconds of audio) of the run's answered files, most files first
+        (language None: no speech, too short)."""
+        f, r = s.files, s.results
+        files = sa.func.count().label("files")
+        with self.engine.connect() as connection:
+            rows = connection.execute(
+                sa.select(r.c.language, files, sa.func.coalesce(sa.func.sum(r.c.duration), 0.0))
+                .select_from(r.join(f, f.c.id == r.c.file_id)).where(f.c.run_id == run_id)
+                .group_by(r.c.language).order_by(sa.desc("files"), r.c.language)).all()
+        return [(language, int(n), float(seconds)) for language, n, seconds in rows]
+
+    @transient
+    def review_reasons(self, run_id: int) -> dict[str, int]:
+        """Files that need review, by reason (a file may have several)."""
+        f, r = s.files, s.results
+        with self.engine.connect() as connection:
+            rows = connection.execute(
+                sa.select(r.c.review_reasons, sa.func.count()).select_from(r.join(f, f.c.id == r.c.file_id))
+                .where(f.c.run_id == run_id, r.c.needs_review).group_by(r.c.review_reasons)).all()
+        reasons: dict[str, int] = {}
+        for joined, n in rows:
+            for reason in filter(None, (joined or "").split(",")):
+                reasons[reason] = reasons.get(reason, 0) + int(n)
+        return dict(sorted(reasons.items(), key=lambda item: -item[1]))
+
+    @transient
+    def needing_review(self, run_id: int) -> int:
+        f, r = s.files, s.results
+        with self.engine.connect() as connection:
+            return connection.execute(sa.select(sa.func.count()).select_from(r.join(f, f.c.id == r.c.file_id))
+                                      .where(f.c.run_id == run_id, r.c.needs_review)).scalar()
+
+    @transient
+    def last_finished(self, run_id: int) -> dt.datetime | None:
+        """When the run's latest file finished (one index lookup per state)."""
+        f = s.files
+        with self.engine.connect() as connection:
+            lasts = [aware(connection.execute(sa.select(sa.func.max(f.c.due_at))
+                                              .where(f.c.run_id == run_id, f.c.state == state)).scalar())
+                     for state in (s.DONE, s.DEAD)]
+        return max((last for last in lasts if last is not None), default=None)
+
+    @transient
     def done_since(self, run_id: int, since: dt.datetime) -> int:
         """Files finished (done or dead) since `since`: a range of the claim index, since record()
         sets a finished file's due_at to its finish time."""
@@ -477,6 +542,11 @@ def _batch_statements(dialect: str) -> tuple[sa.Select, sa.Update, sa.Update]:
                   .values(state=sa.bindparam("state"), due_at=sa.bindparam("due"), lease_owner=None,
                           error_kind=sa.bindparam("kind"), error=sa.bindparam("error"), updated_at=sa.bindparam("now")))
     return select_leases, set_done, set_failed
+
+
+def _reason(exc: sa.exc.DBAPIError) -> str:
+    """The driver's own last line (psycopg puts the useful part there)."""
+    return str(exc.orig).strip().splitlines()[-1]
 
 
 def _alembic_config():

@@ -6,11 +6,15 @@ third-party package can add a model without touching lid-dask.
 
 from __future__ import annotations
 
+import difflib
 import functools
+import logging
 import threading
 from importlib.metadata import entry_points
 
 from lid_dask.models.base import Backend, ModelSpec
+
+log = logging.getLogger(__name__)
 
 DEFAULT_MODEL = "whisper-ct2:bundled"
 ENTRY_POINT_GROUP = "lid_dask.models"
@@ -49,6 +53,33 @@ def _backend_class(name: str) -> type[Backend]:
     return getattr(module, class_name)
 
 
+def check_spec(spec: ModelSpec) -> type[Backend] | None:
+    """The backend class of `spec`, after checking that its options are ones the backend takes.
+
+    None when the backend cannot be imported here (an orchestrator without, say, torch can
+    still run models its workers have): then only the name was checked.
+    """
+    if spec.backend not in available_backends():
+        raise ValueError(f"unknown model backend {spec.backend!r}{_did_you_mean(spec.backend, available_backends())}; "
+                         f"available: {', '.join(sorted(available_backends()))}")
+    try:
+        backend = _backend_class(spec.backend)
+    except ImportError as exc:
+        log.warning("cannot check model %s here (%s); its workers must have what it needs", spec, exc)
+        return None
+    unknown = sorted(set(spec.options) - backend.options) if backend.options is not None else []
+    if unknown:
+        known = ", ".join(sorted(backend.options)) or "none"
+        raise ValueError(f"unknown option {unknown[0]!r} for {spec.backend}{_did_you_mean(unknown[0], backend.options)} "
+                         f"in model spec {str(spec)!r}; its options: {known}")
+    return backend
+
+
+def _did_you_mean(word: str, choices) -> str:
+    close = difflib.get_close_matches(word, list(choices), n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
 def resolve_device(device: str) -> str:
     """``auto`` means CUDA when CTranslate2 sees a GPU, else CPU."""
     if device != "auto":
@@ -71,4 +102,4 @@ def load_model(spec: str | ModelSpec, device: str = "auto") -> Backend:
         return _load(spec, resolve_device(device))
 
 
-__all__ = ["DEFAULT_MODEL", "Backend", "ModelSpec", "available_backends", "load_model", "register_backend"]
+__all__ = ["DEFAULT_MODEL", "Backend", "ModelSpec", "available_backends", "check_spec", "load_model", "register_backend"]

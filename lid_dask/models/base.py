@@ -62,6 +62,13 @@ class Backend(abc.ABC):
     max_batch: int = 16
     #: False for backends that never look at audio (the engine then skips decoding)
     needs_audio: bool = True
+    #: the ``?option=`` names a spec may give; None: not declared (a plug-in's options go unchecked)
+    options: frozenset[str] | None = None
+
+    @classmethod
+    def labels_for(cls, spec: ModelSpec) -> list[str] | None:
+        """The languages the model answers, if known without loading it (None: unknown)."""
+        return None
 
     def __init__(self, spec: ModelSpec, device: str = "cpu"):
         self.spec = spec

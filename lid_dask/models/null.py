@@ -13,6 +13,7 @@ from lid_dask.models.base import Backend, ModelSpec
 
 class NullBackend(Backend):
     backend_name = "null"
+    options = frozenset()
     needs_audio = False
     max_batch = 4096
 

@@ -57,6 +57,7 @@ class SpeechBrainLID(Backend):
     """Options: ``dtype`` (autocast; float16 on CUDA, float32 on CPU). Source: a Hub id (default above) or a folder."""
 
     backend_name = "speechbrain"
+    options = frozenset({"dtype"})
     max_batch = 16
 
     def __init__(self, spec: ModelSpec, device: str = "cpu"):

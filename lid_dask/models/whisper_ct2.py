@@ -47,12 +47,27 @@ def parse_recheck(text: str) -> dict[str, float]:
     return recheck
 
 
+def _language_tokens(folder: Path) -> list[str]:
+    """The model's language tokens (``<|en|>``...), in the order of its ``lang_ids``."""
+    tokenizer = tokenizers.Tokenizer.from_file(str(folder / "tokenizer.json"))
+    config = json.loads((folder / "config.json").read_text())
+    return [tokenizer.id_to_token(i) for i in config["lang_ids"]]
+
+
+def _not_a_missing_folder(source: str) -> None:
+    """A source written as a path (``/``, ``./``, ``~``) names a folder, never a Hub id."""
+    if source.startswith(("/", ".", "~")):
+        raise ValueError(f"no model folder {source!r} (a CTranslate2 Whisper folder, e.g. made by "
+                         "ct2-transformers-converter)")
+
+
 def resolve_ct2_source(source: str | None) -> tuple[Path, str | None]:
     """(folder, known sha256): ``bundled``/None, a local folder, or a Hub id (needs the network)."""
     if source in (None, "bundled"):
         return bundled_model_dir(), BUNDLED_SHA256
     if os.path.isdir(source):
         return Path(source), None
+    _not_a_missing_folder(source)
     from faster_whisper.utils import download_model
 
     try:
@@ -68,6 +83,16 @@ class WhisperCT2(Backend):
     comma-separated; empty for none), ``recheck_context`` (seconds the recheck listens with, 30)."""
 
     backend_name = "whisper-ct2"
+    options = frozenset({"compute_type", "batch", "context", "recheck", "recheck_context", "threads"})
+
+    @classmethod
+    def labels_for(cls, spec: ModelSpec) -> list[str] | None:
+        """From the folder's tokenizer and config, without loading the weights (a Hub id: unknown
+        until a worker downloads it)."""
+        if spec.source not in (None, "bundled") and not os.path.isdir(spec.source):
+            _not_a_missing_folder(spec.source)
+            return None
+        return [to_code(token) for token in _language_tokens(resolve_ct2_source(spec.source)[0])]
 
     def __init__(self, spec: ModelSpec, device: str = "cpu"):
         super().__init__(spec, device)
@@ -84,9 +109,7 @@ class WhisperCT2(Backend):
             intra_threads=int(spec.options.get("threads", 0)),
         )
         self.features = FeatureExtractor(feature_size=self._n_mels())
-        tokenizer = tokenizers.Tokenizer.from_file(str(self.path / "tokenizer.json"))
-        config = json.loads((self.path / "config.json").read_text())
-        self._tokens = [tokenizer.id_to_token(i) for i in config["lang_ids"]]
+        self._tokens = _language_tokens(self.path)
         self.labels = [to_code(token) for token in self._tokens]
         self._index = {token: i for i, token in enumerate(self._tokens)}
         unknown = set(self.recheck) - set(self.labels)

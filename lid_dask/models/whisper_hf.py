@@ -41,6 +41,7 @@ class WhisperHF(Backend):
     """Options: ``dtype`` (float16 on CUDA, float32 on CPU). Source: a Hub id (default large-v3) or a folder."""
 
     backend_name = "whisper-hf"
+    options = frozenset({"dtype"})
     max_batch = 16
 
     def __init__(self, spec: ModelSpec, device: str = "cpu"):
