@@ -76,7 +76,7 @@ class FileResult:
         row = {
             "uri": self.uri,
             "language": self.language,
-            "confidence": round(self.confidence, 4),
+            "confidence": round(self.confidence, 4) if self.language else None,  # no answer, no confidence
             "agreement": self.agreement,
             "needs_review": self.needs_review,
             "review_reasons": ",".join(self.review_reasons),

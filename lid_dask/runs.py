@@ -305,11 +305,11 @@ class Run:
         parts = npartitions or max(1, total // 250_000)
         # A subquery, so Dask's per-partition bounds on file_id apply to files, not to the outer-joined results.
         subquery = query.order_by(None).subquery()
-        dtypes = dict(RESULT_DTYPES)
-        if self.ledger.dialect == "sqlite":  # SQLite hands back naive datetimes (written in UTC)
-            dtypes["finished_at"] = "datetime64[ns]"
+        naive = self.ledger.dialect == "sqlite"  # SQLite hands back naive datetimes (written in UTC)
+        dtypes = {**RESULT_DTYPES, "finished_at": "datetime64[ns]"} if naive else RESULT_DTYPES
         meta = pd.DataFrame({name: pd.Series(dtype=dtype) for name, dtype in dtypes.items()}).set_index("file_id")
-        return dd.read_sql_query(sa.select(subquery), self.ledger.url, index_col="file_id", npartitions=parts, meta=meta)
+        frame = dd.read_sql_query(sa.select(subquery), self.ledger.url, index_col="file_id", npartitions=parts, meta=meta)
+        return frame.assign(finished_at=frame["finished_at"].dt.tz_localize("UTC")) if naive else frame
 
     def export(self, path: str, fmt: str = "parquet", storage_options: dict | None = None) -> int:
         """Write the results to `path` (any fsspec URL that outlives this process) in chunks;

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from importlib.metadata import version
 
 from rich.console import Console
 from rich.markup import escape
@@ -24,6 +25,7 @@ FAMILIES = (identify, runs, evaluation)
 
 def parser() -> argparse.ArgumentParser:
     root = argparse.ArgumentParser(prog="lid-dask", description="Spoken language identification at archive scale.")
+    root.add_argument("--version", action="version", version=f"lid-dask {version('lid-dask')}")
     commands = root.add_subparsers(dest="command", required=True)
     for family in FAMILIES:
         family.add_commands(commands)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 
 from rich.console import Console
+from rich.markup import escape
 
 from lid_dask.cli import options
 
@@ -14,7 +15,8 @@ def add_commands(commands) -> None:
                                 description="Identify the language spoken in audio files, folders, globs or fsspec URLs.")
     ident.add_argument("sources", nargs="+", metavar="FILE_OR_URL")
     options.engine(ident, defaults=True)
-    ident.add_argument("-f", "--format", default="table", choices=["table", "csv", "jsonl"])
+    ident.add_argument("-f", "--format", choices=["table", "csv", "jsonl"],
+                       help="default: from the output's extension (.csv, .jsonl), else a table")
     ident.add_argument("-o", "--output", metavar="FILE", help="write results here instead of standard output")
     ident.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     ident.set_defaults(handler=identify)
@@ -32,7 +34,7 @@ def identify(args) -> int:
         results = track(results, total=len(uris), console=Console(stderr=True))
     out = open(args.output, "w", encoding="utf-8") if args.output else sys.stdout
     try:
-        _write(results, args.format, out)
+        _write(results, args.format or output_format(args.output), out)
     finally:
         if args.output:
             out.close()
@@ -54,16 +56,40 @@ def _write(results, fmt: str, out) -> None:
         _print_table(frame, out)
 
 
+def output_format(path: str | None) -> str:
+    """The format an output's name asks for: .csv, .jsonl (or .json, .ndjson), else a table."""
+    name = (path or "").lower()
+    if name.endswith((".csv", ".csv.gz")):
+        return "csv"
+    if name.endswith((".jsonl", ".ndjson", ".json")):
+        return "jsonl"
+    return "table"
+
+
 def _print_table(frame, out) -> None:
+    """A table for people: the file's name (not its whole path) and the answer, within the
+    terminal's width (80 columns when not a terminal)."""
     import pandas as pd
     from rich.table import Table
 
     table = Table(show_lines=False)
-    columns = ["uri", "language", "confidence", "agreement", "needs_review", "review_reasons", "error"]
-    for column in columns:
-        table.add_column(column, overflow="fold")
+    table.add_column("file", no_wrap=True)
+    for column in ("language", "conf.", "agreement", "notes"):
+        table.add_column(column, overflow="fold", min_width=len(column))
     for values in frame.to_dict("records"):
-        if isinstance(values.get("error_kind"), str):
-            values["error"] = f"{values['error_kind']}: {values['error']}"
-        table.add_row(*("" if pd.isna(values.get(c)) else str(values[c]) for c in columns))
-    Console(file=out, width=200 if not out.isatty() else None).print(table)
+        name = _shorten(str(values["uri"]).rstrip("/").rsplit("/", 1)[-1], 30)
+        confidence = "" if pd.isna(values.get("confidence")) else f"{values['confidence']:.2f}"
+        note = (f"{values['error_kind']}: {values['error']}" if isinstance(values.get("error_kind"), str)
+                else values.get("review_reasons") or "")
+        table.add_row(escape(name), str(values.get("language") or ""), confidence, str(values.get("agreement") or ""),
+                      escape(note))
+    Console(file=out, width=None if out.isatty() else 80).print(table)
+
+
+def _shorten(name: str, width: int) -> str:
+    """``long-recording-name-0001.flac`` -> ``long-recordi…e-0001.flac``: both ends stay readable."""
+    if len(name) <= width:
+        return name
+    keep = width - 1
+    return f"{name[:keep // 2]}…{name[len(name) - (keep - keep // 2):]}"
+

@@ -497,12 +497,13 @@ class Ledger:
     @transient
     def results_frame(self, run_id: int) -> pd.DataFrame:
         with self.engine.connect() as connection:
-            return pd.read_sql(self.results_query(run_id), connection)
+            return _in_utc(pd.read_sql(self.results_query(run_id), connection))
 
     def iter_results(self, run_id: int, chunksize: int = 100_000) -> Iterator[pd.DataFrame]:
         """The run's rows in chunks, for exports larger than memory."""
         with self.engine.connect().execution_options(stream_results=True) as connection:
-            yield from pd.read_sql(self.results_query(run_id), connection, chunksize=chunksize)
+            for chunk in pd.read_sql(self.results_query(run_id), connection, chunksize=chunksize):
+                yield _in_utc(chunk)
 
     @transient
     def predictions_frame(self, run_id: int) -> pd.DataFrame:
@@ -542,6 +543,11 @@ def _batch_statements(dialect: str) -> tuple[sa.Select, sa.Update, sa.Update]:
                   .values(state=sa.bindparam("state"), due_at=sa.bindparam("due"), lease_owner=None,
                           error_kind=sa.bindparam("kind"), error=sa.bindparam("error"), updated_at=sa.bindparam("now")))
     return select_leases, set_done, set_failed
+
+
+def _in_utc(frame: pd.DataFrame) -> pd.DataFrame:
+    """Finish times carry their time zone (UTC) whatever the database (SQLite stores them naive)."""
+    return frame.assign(finished_at=pd.to_datetime(frame["finished_at"], utc=True))
 
 
 def _reason(exc: sa.exc.DBAPIError) -> str:

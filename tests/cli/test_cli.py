@@ -122,3 +122,36 @@ def test_a_database_that_never_answered_fails_at_once_in_one_line():
     out = cli("status", "--db", "postgresql+psycopg://postgres@127.0.0.1:1/lid")
     assert out.returncode == 2 and "cannot open the ledger at postgresql+psycopg://postgres@127.0.0.1:1/lid" in out.stderr
     assert len(out.stderr.strip().splitlines()) == 1 and time.monotonic() - started < 20
+
+
+def test_outputs_a_person_reads(audio_dir, tmp_path):
+    """The format follows the output's name; a table fits 80 columns with its headers whole; a file
+    without an answer has no confidence; --version answers."""
+    target = tmp_path / "results.csv"
+    long_name = tmp_path / ("a-very-long-recording-name-from-the-archive-" * 2 + "0001.wav")
+    long_name.write_bytes((audio_dir / "en.wav").read_bytes())
+    out = cli("identify", str(long_name), str(tmp_path / "missing.wav"), "-o", str(target), "--no-progress")
+    assert out.returncode == 0, out.stderr
+    frame = pd.read_csv(target)
+    assert frame.language[0] == "en" and pd.isna(frame.language[1])
+    assert frame.confidence.isna().tolist() == [False, True]
+    table = cli("identify", str(long_name), str(tmp_path / "missing.wav"), "--no-progress").stdout
+    assert max(len(line) for line in table.splitlines()) <= 80
+    assert all(header in table for header in ("file", "language", "conf.", "agreement", "notes"))
+    assert "…" in table and "0001.wav" in table  # the name shortened in the middle, its end kept
+    version = cli("--version")
+    assert version.returncode == 0 and version.stdout.startswith("lid-dask ")
+
+
+def test_exported_times_carry_their_time_zone(tmp_path):
+    from lid_dask.ledger import Ledger
+    from tests.ledger.test_ledger import ok
+
+    url = f"sqlite:///{tmp_path / 'ledger.db'}"
+    ledger = Ledger(url)
+    info = ledger.create_run("tz", {})
+    ledger.register(info.id, ["/a/0.wav"])
+    ledger.record([ok(c) for c in ledger.claim(info.id, "o", 1, 60)], "o", 3, 30)
+    ledger.engine.dispose()
+    assert cli("export", "tz", "-o", str(tmp_path / "tz.csv"), "--db", url).returncode == 0
+    assert pd.read_csv(tmp_path / "tz.csv").finished_at[0].endswith("+00:00")
