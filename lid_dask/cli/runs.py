@@ -92,8 +92,8 @@ def run_command(args) -> int:
     settings = {k: v for k, v in settings.items() if v is not None}
     url = options.database_url(args)
     # Everything is checked, and the sources listed, before a cluster starts.
-    run = Run.create(args.name, args.sources, url, storage_options=args.storage_options,
-                     allowed_roots=args.allowed_roots, **options.engine_settings(args), **settings)
+    run = Run.create(args.name, args.sources, url, allowed_roots=args.allowed_roots,
+                     **options.engine_settings(args), **settings)
     console = Console(stderr=True)
     console.print(f"run [bold]{escape(run.name)}[/bold] in {escape(run.ledger.url_for_display)}: "
                   f"{run.added} new files, {run.status().total} in all")

@@ -61,7 +61,8 @@ def check_spec(spec: ModelSpec) -> type[Backend] | None:
     """
     if spec.backend not in available_backends():
         raise ValueError(f"unknown model backend {spec.backend!r}{_did_you_mean(spec.backend, available_backends())}; "
-                         f"available: {', '.join(sorted(available_backends()))}")
+                         f"available: {', '.join(sorted(available_backends()))} (a plug-in backend must be "
+                         f"installed where the run is started as well as on the workers)")
     try:
         backend = _backend_class(spec.backend)
     except ImportError as exc:
