@@ -9,6 +9,8 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import signal
+import threading
 from collections.abc import Iterator
 
 import dask
@@ -39,19 +41,22 @@ def connect(scheduler: str | None = None, *, security=None, n_workers: int | Non
     """A client for `scheduler` (``tcp://`` or ``tls://``, with a `distributed.security.Security`
     for TLS), else a LocalCUDACluster when GPUs exist, else a LocalCluster of processes.
 
-    Local workers get the lid-dask preloads (plus `preload` modules, e.g. plug-in backends) and one
-    task thread each (one model per process keeps memory predictable); CPU workers also get the
-    machine's cores shared out between them for the model's own threads, where Dask would give
-    each one core.
+    Local workers get the lid-dask preloads (plus `preload` modules, e.g. plug-in backends; this
+    module's `dask_setup` too) and one task thread each (one model per process keeps memory
+    predictable); CPU workers also get the machine's cores shared out between them for the model's
+    own threads, where Dask would give each one core.
     """
     if scheduler:
         return Client(scheduler, security=security)
     dask.config.set({"distributed.scheduler.allowed-failures": ALLOWED_FAILURES})
     cluster_kwargs.setdefault("silence_logs", logging.WARNING)
+    scheduler_kwargs = cluster_kwargs.setdefault("scheduler_kwargs", {})
+    scheduler_kwargs.setdefault("preload", ["lid_dask.monitor"])  # the model-behaviour page and metrics
     if dashboard_address is None:  # no dashboard, and its HTTP routes (/health, /metrics) on any free port
-        cluster_kwargs.setdefault("scheduler_kwargs", {}).setdefault("dashboard_address", ":0")
+        scheduler_kwargs.setdefault("dashboard_address", ":0")
     common = dict(threads_per_worker=threads_per_worker, dashboard_address=dashboard_address,
-                  preload=["lid_dask.worker", *preload], preload_nanny=["lid_dask.nanny"], **cluster_kwargs)
+                  preload=["lid_dask.worker", "lid_dask.cluster", *preload], preload_nanny=["lid_dask.nanny"],
+                  **cluster_kwargs)
     if gpu_count() > 0:  # dask-cuda sets each worker's env itself (CUDA_VISIBLE_DEVICES)
         from dask_cuda import LocalCUDACluster
 
@@ -64,6 +69,17 @@ def connect(scheduler: str | None = None, *, security=None, n_workers: int | Non
     return Client(cluster)
 
 
+def dask_setup(worker) -> None:
+    """Preload of a local cluster's workers: they ignore SIGINT. Ctrl-C in a terminal reaches every
+    process of the foreground group; the workers would die mid-batch with tracebacks, where the
+    orchestrator means to let their batches finish and then closes the cluster itself. A batch still
+    running then is cancelled by the close, which Dask's state machine reports as a warning (its
+    only one): expected here, so not shown."""
+    if threading.current_thread() is threading.main_thread():  # a worker process's own loop
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+    logging.getLogger("distributed.worker.state_machine").setLevel(logging.ERROR)
+
+
 @contextlib.contextmanager
 def cluster_client(scheduler: str | None = None, **options) -> Iterator[Client]:
     """`connect(scheduler, **options)` for the length of a ``with`` block."""
@@ -74,7 +90,14 @@ def cluster_client(scheduler: str | None = None, **options) -> Iterator[Client]:
         cluster = client.cluster
         client.close()
         if cluster is not None:
-            cluster.close()
+            # Workers still in a released batch are killed: the nanny's warning saying so is not news.
+            nanny_log = logging.getLogger("distributed.nanny")
+            level = nanny_log.level
+            nanny_log.setLevel(logging.ERROR)
+            try:
+                cluster.close()
+            finally:
+                nanny_log.setLevel(level)
 
 
 def model_threads(workers: int, threads_per_worker: int) -> dict[str, str]:

@@ -45,6 +45,7 @@ class _Prepared:
     audio: DecodedAudio
     speech: list[float]
     speech_total: float
+    rechecked: int = 0  # windows a model listened to again
 
     @classmethod
     def measure(cls, audio: DecodedAudio, vad: str) -> _Prepared:
@@ -207,6 +208,8 @@ class Identifier:
         for start in range(0, len(jobs), backend.max_batch):
             chunk = jobs[start:start + backend.max_batch]
             probabilities = backend.predict([items[i].audio.samples[w] for i, w in chunk])
+            for job in backend.rechecked():
+                items[chunk[job][0]].rechecked += 1
             probabilities = lang.restrict(probabilities, backend.labels, self.languages)
             for (i, w), row in zip(chunk, probabilities):
                 per_item[i][w] = row
@@ -217,6 +220,8 @@ class Identifier:
         extra = {"codec": audio.codec, "container": audio.container, "sample_rate": audio.sample_rate}
         if skipped:  # windows each model did not run because the file was settled without them
             extra["windows_skipped"] = skipped
+        if item.rechecked:  # windows a model listened to again (see `Backend.rechecked`)
+            extra["rechecked_windows"] = item.rechecked
         base = dict(uri=uri, duration=audio.duration, speech_seconds=item.speech_total,
                     decoded_seconds=audio.decoded_seconds, extra=extra)
         if not outputs:

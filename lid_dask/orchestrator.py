@@ -39,6 +39,7 @@ from distributed.scheduler import KilledWorker
 
 from lid_dask import fingerprint as fp
 from lid_dask.config import IdentifyConfig, reject_unknown
+from lid_dask.figures import MONITOR_KEY, summary
 from lid_dask.ledger import Claim, Ledger, Outcome
 from lid_dask.ledger import schema
 from lid_dask.results import FileResult
@@ -157,6 +158,8 @@ class Orchestrator:
         self._submitted = 0
         self._reference = self.run.fingerprint
         self._workers_seen: dict[str, str] = {}
+        self._worker_drift: dict[str, list[str]] = {}
+        self._monitored = False  # the scheduler has lid_dask.monitor: recorded batches are reported to it
         self._refused_in_a_row = 0
         self.progress = Progress(counts=ledger.counts(self.run.id))
 
@@ -183,15 +186,18 @@ class Orchestrator:
             self.client.subscribe_topic(topic, functools.partial(self._on_event, topic))
         try:
             self.ledger.expire_leases(self.run.id)
+            self._monitored = self.client.get_metadata(MONITOR_KEY, default=None) is not None
             self.progress.counts = self.ledger.counts(self.run.id)
             if self.on_progress:
                 self.on_progress(self.progress)  # the total is known before the first batch ends
             self._loop()
         finally:
-            self.client.unsubscribe_topic(RESULTS_TOPIC)
-            self.client.unsubscribe_topic(FINGERPRINT_TOPIC)
-            self._wind_down()
-            restore()
+            try:
+                self._wind_down()  # still subscribed: the batches it waits for answer by event
+            finally:
+                self.client.unsubscribe_topic(RESULTS_TOPIC)
+                self.client.unsubscribe_topic(FINGERPRINT_TOPIC)
+                restore()
         self.progress.counts = self.ledger.counts(self.run.id)
         return self.progress
 
@@ -321,6 +327,7 @@ class Orchestrator:
             self._reference = environment
             self.ledger.set_fingerprint(self.run.id, environment)
         drift = fp.differences(self._reference, environment)
+        self._worker_drift[worker] = drift
         if self._workers_seen.get(worker) != digest:
             self._workers_seen[worker] = digest
             status = "flagged" if drift else "ok"
@@ -392,8 +399,22 @@ class Orchestrator:
         self.progress.record(len(recorded))
         self.progress.failures += sum(1 for o in recorded if o.result is None or not o.result.answered)
         self.progress.counts = self.ledger.counts(self.run.id)  # a few rows of the counter table
+        if self._monitored and recorded:
+            self._report(recorded)
         if self.on_progress:
             self.on_progress(self.progress)
+
+    def _report(self, recorded: list[Outcome]) -> None:
+        """Send the monitor the counts of what the ledger just accepted (never a worker's word)."""
+        counts = self.progress.counts
+        batch = summary([o.result for o in recorded], [o.error_kind for o in recorded if o.result is None],
+                        remaining=sum(counts.get(state, 0) for state in (schema.PENDING, schema.LEASED, schema.FAILED)),
+                        workers={o.worker: self._worker_drift.get(o.worker, []) for o in recorded if o.worker})
+        try:
+            self.client.sync(self.client.scheduler.lid_dask_record, run=self.run.name, summary=batch)
+        except Exception as exc:  # noqa: BLE001 - the figures are a view; the ledger has the answers
+            log.warning("the monitor did not take a batch's figures (%s); it stops being told", exc)
+            self._monitored = False
 
     def _ignore(self, reason: str, message: str, *args) -> None:
         """Count and log an answer that is not recorded."""

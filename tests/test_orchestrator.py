@@ -52,6 +52,9 @@ class FakeClient:
     def scheduler_info(self):
         return {"workers": {}}
 
+    def get_metadata(self, keys, default=None):
+        return default  # a scheduler without the monitor
+
     def subscribe_topic(self, topic, handler):
         self.handlers[topic] = handler
 

@@ -83,6 +83,11 @@ class Backend(abc.ABC):
     def predict(self, windows: list[np.ndarray]) -> np.ndarray:
         """Probabilities ``[len(windows), len(self.labels)]`` for 16 kHz mono float32 windows."""
 
+    def rechecked(self) -> tuple[int, ...]:
+        """Which windows of this thread's last `predict` call the model listened to again (a
+        second, longer look; monitoring reports the rate). None by default."""
+        return ()
+
     def fingerprint(self) -> dict:
         """What identifies this model's behaviour: spec, device and the weights' checksum."""
         return {"name": self.name, "spec": str(self.spec), "backend": self.backend_name, "device": self.device}

@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import threading
 from pathlib import Path
 
 import ctranslate2
@@ -104,6 +105,7 @@ class WhisperCT2(Backend):
         self.context = float(spec.options.get("context", 10))
         self.recheck = parse_recheck(spec.options.get("recheck", DEFAULT_RECHECK))
         self.recheck_context = float(spec.options.get("recheck_context", MAX_CONTEXT))
+        self._thread = threading.local()  # a worker's threads share one loaded model
         self.model = ctranslate2.models.Whisper(
             str(self.path), device=device, compute_type=self.compute_type,
             intra_threads=int(spec.options.get("threads", 0)),
@@ -131,6 +133,7 @@ class WhisperCT2(Backend):
     def predict(self, windows: list[np.ndarray]) -> np.ndarray:
         seconds = [self.padded_seconds(window) for window in windows]
         probabilities = self._detect(windows, seconds)
+        self._thread.rechecked = ()
         short = [i for i, length in enumerate(seconds) if length < MAX_CONTEXT]
         if not (self.recheck and short):
             return probabilities
@@ -139,7 +142,11 @@ class WhisperCT2(Backend):
         again = [i for i in short if self.labels[int(probabilities[i].argmax())] in self.recheck]
         if again:
             probabilities[again] = self._detect([windows[i] for i in again], [self.recheck_context] * len(again))
+        self._thread.rechecked = tuple(again)
         return probabilities
+
+    def rechecked(self) -> tuple[int, ...]:
+        return getattr(self._thread, "rechecked", ())
 
     def _detect(self, windows: list[np.ndarray], seconds: list[float]) -> np.ndarray:
         """One `detect_language` call per padded length; each window padded to its `seconds`."""

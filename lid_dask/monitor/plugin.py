@@ -1,0 +1,90 @@
+"""The scheduler side: figures of the runs, added up as their orchestrators record answers.
+
+Only what an orchestrator has written to its ledger is counted: after each recorded batch it sends
+the batch's `summary` through the ``lid_dask_record`` handler. Workers are untrusted third-party
+hosts (a stale or forged results event must not colour the figures, as it cannot reach the
+ledger) and, on a TLS cluster, the worker role cannot call this handler (`lid_dask.security`).
+Workers' own events still feed what only they know: each worker's environment fingerprint, seen
+as it arrives (`log_event`). The scheduler never queries a database.
+
+The plugin also bounds what the scheduler keeps of lid-dask's events: Dask keeps the last 100,000
+events of each topic, and results events carry a batch's answers (kilobytes each); the
+orchestrator has them by the time they are logged, so only the last `EVENTS_KEPT` stay.
+"""
+
+from __future__ import annotations
+
+import collections
+import time
+import weakref
+
+from distributed.diagnostics.plugin import SchedulerPlugin
+
+from lid_dask import fingerprint as fp
+from lid_dask.figures import MONITOR_KEY, Distribution, RunFigures
+from lid_dask.worker import FINGERPRINT_TOPIC, RESULTS_TOPIC
+
+RUNS_KEPT = 20  # runs whose figures the scheduler holds (the least recently updated go first)
+EVENTS_KEPT = 100
+WORKERS_KEPT = 10_000
+
+plugins: weakref.WeakSet[MonitorPlugin] = weakref.WeakSet()  # every live one (tests start several)
+
+
+class MonitorPlugin(SchedulerPlugin):
+    name = "lid-dask-monitor"
+
+    def __init__(self, scheduler):
+        self.scheduler = scheduler
+        self.runs: collections.OrderedDict[str, RunFigures] = collections.OrderedDict()
+        self.fingerprints: collections.OrderedDict[str, dict] = collections.OrderedDict()  # worker address -> seen
+        scheduler.handlers.update(lid_dask_record=self.record, lid_dask_baseline=self.set_baseline,
+                                  lid_dask_figures=self.figures)
+        scheduler.set_metadata(keys=MONITOR_KEY, value=1)
+        plugins.add(self)
+
+    # -- handlers (orchestrators and clients) -------------------------------------------------
+
+    def record(self, run: str, summary: dict) -> None:
+        """An orchestrator recorded a batch of `run` in its ledger."""
+        self._run(run).add(summary)
+
+    def set_baseline(self, run: str, baseline: dict, source: str) -> None:
+        """Compare `run` with an earlier run's figures (`Distribution.to_dict`) instead of its first files."""
+        self._run(run).set_baseline(Distribution.from_dict(baseline), source)
+
+    def figures(self, run: str | None = None) -> dict:
+        """The figures of `run` (`RunFigures.to_dict`; empty if unknown), or of every run by name."""
+        if run is not None:
+            return self.runs[run].to_dict() if run in self.runs else {}
+        return {name: figures.to_dict() for name, figures in self.runs.items()}
+
+    # -- what workers send ----------------------------------------------------------------------
+
+    def log_event(self, topic, msg) -> None:
+        if topic not in (RESULTS_TOPIC, FINGERPRINT_TOPIC):
+            return
+        events = self.scheduler.events[topic]
+        while len(events) > EVENTS_KEPT:
+            events.popleft()
+        if isinstance(msg, dict) and isinstance(msg.get("fingerprint"), dict):
+            self._fingerprint(str(msg.get("worker")), msg["fingerprint"])
+
+    def _fingerprint(self, address: str, environment: dict) -> None:
+        packages = environment.get("packages") if isinstance(environment.get("packages"), dict) else {}
+        self.fingerprints[address] = {"digest": fp.digest(environment), "seen": time.time(),
+                                      "python": str(environment.get("python")), "lid_dask": str(packages.get("lid-dask"))}
+        self.fingerprints.move_to_end(address)
+        while len(self.fingerprints) > WORKERS_KEPT:
+            self.fingerprints.popitem(last=False)
+
+    def _run(self, run: str) -> RunFigures:
+        if run not in self.runs:
+            self.runs[run] = RunFigures(run)
+            while len(self.runs) > RUNS_KEPT:
+                self.runs.popitem(last=False)
+        self.runs.move_to_end(run)
+        return self.runs[run]
+
+    def latest_run(self) -> str | None:
+        return next(reversed(self.runs), None)
