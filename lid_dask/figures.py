@@ -26,6 +26,7 @@ import math
 import time
 from collections import Counter, deque
 from collections.abc import Iterable
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -124,6 +125,20 @@ class Distribution:
         self.agreement -= (agreeing, sum(batch["agreement"].values()) - agreeing)
         silent = sum(n for kind, n in batch["files"].items() if kind not in (IDENTIFIED, FAILED))
         self.no_speech -= (silent, batch["files"].get(IDENTIFIED, 0))
+
+    @classmethod
+    def of(cls, rows: Iterable[tuple]) -> Distribution:
+        """From the ledger's (language, confidence, agreement, error_kind) rows of answered files."""
+        distribution = cls()
+        for language, confidence, agreement, error_kind in rows:
+            if language is None:
+                distribution.no_speech += (1, 0)
+                continue
+            distribution.languages[language] += 1
+            distribution.confidence[confidence_bin(confidence or 0.0)] += 1
+            distribution.agreement += (1, 0) if agreement in AGREEING else (0, 1)
+            distribution.no_speech += (0, 1)
+        return distribution
 
     def to_dict(self) -> dict:
         return {"languages": dict(self.languages), "confidence": self.confidence.tolist(),
@@ -302,3 +317,71 @@ class RunFigures:
 
 def _answered(batch: dict) -> int:
     return sum(n for kind, n in batch["files"].items() if kind != FAILED)
+
+
+def from_ledger(ledger, run_id: int, baseline_run_id: int | None = None) -> dict:
+    """The drift figures of a run as its ledger holds them (`RunFigures.to_dict`'s drift keys):
+    its first `BASELINE_FILES` answered files, or an earlier run's latest, against its latest
+    `WINDOW_FILES` (those after the baseline). Two index range reads: cheap at any size."""
+    if baseline_run_id is None:
+        first = ledger.finished_window(run_id, BASELINE_FILES)
+        baseline = Distribution.of(first)
+        done = ledger.counts(run_id).get("done", 0)
+        recent = Distribution.of(ledger.finished_window(run_id, min(WINDOW_FILES, max(0, done - len(first))),
+                                                        latest=True))
+    else:
+        baseline = Distribution.of(ledger.finished_window(baseline_run_id, BASELINE_FILES, latest=True))
+        recent = Distribution.of(ledger.finished_window(run_id, WINDOW_FILES, latest=True))
+    scores = drift(baseline, recent)
+    return {"baseline": baseline.to_dict(), "recent": recent.to_dict(), "drift": scores,
+            "drift_state": {k: state(v) for k, v in scores.items()}}
+
+
+@dataclass
+class Monitor:
+    """A run's model-behaviour figures as pandas frames, for Jupyter (`Run.monitor`)."""
+
+    run: str
+    source: str  # "scheduler" (live) or "ledger"
+    baseline_source: str
+    drift: object  # DataFrame: measure, psi, state
+    languages: object  # DataFrame: language, baseline and recent shares
+    confidence: object  # DataFrame: bin edges, baseline and recent shares
+    timeline: object  # DataFrame per minute (live figures only)
+    workers: object  # DataFrame per active worker (live figures only)
+    figures: dict  # everything, as the scheduler or the ledger gave it
+
+    @classmethod
+    def of(cls, run: str, figures: dict, source: str) -> Monitor:
+        import pandas as pd
+
+        baseline, recent = (Distribution.from_dict(figures[side]) for side in ("baseline", "recent"))
+        languages = sorted(set(baseline.languages) | set(recent.languages),
+                           key=lambda k: -(baseline.languages[k] + recent.languages[k]))
+        edges = np.linspace(0, 1, CONFIDENCE_BINS + 1)
+        workers = pd.DataFrame([{"worker": name, **{k: v for k, v in w.items() if k != "minutes"}}
+                                for name, w in figures.get("workers", {}).items()])
+        timeline = pd.DataFrame(figures.get("timeline", []))
+        if len(timeline):
+            timeline["minute"] = pd.to_datetime(timeline["minute"], unit="s", utc=True)
+        return cls(
+            run, source, figures.get("baseline_source", "first files"),
+            pd.DataFrame({"measure": list(figures["drift"]), "psi": [figures["drift"][m] for m in figures["drift"]],
+                          "state": [figures["drift_state"][m] for m in figures["drift"]]}),
+            pd.DataFrame({"language": languages, "baseline": [_share(baseline.languages, k) for k in languages],
+                          "recent": [_share(recent.languages, k) for k in languages]}),
+            pd.DataFrame({"low": edges[:-1], "high": edges[1:], "baseline": shares(baseline.confidence),
+                          "recent": shares(recent.confidence)}),
+            timeline, workers, figures)
+
+
+def _share(counts: Counter, key: str) -> float:
+    total = sum(counts.values())
+    return counts[key] / total if total else 0.0
+
+
+def shares(counts) -> np.ndarray:
+    """Counts as fractions of their sum (zeros when empty)."""
+    counts = np.asarray(counts, dtype=np.float64)
+    total = counts.sum()
+    return counts / total if total else np.zeros(len(counts))

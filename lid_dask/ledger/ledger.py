@@ -486,6 +486,18 @@ class Ledger:
                     f.c.run_id == run_id, f.c.state == state, f.c.due_at >= since)).scalar()))
         return min((first for first in firsts if first is not None), default=None)
 
+    @transient
+    def finished_window(self, run_id: int, limit: int, latest: bool = False) -> list[tuple]:
+        """(language, confidence, agreement, error_kind) of the run's first (or latest) `limit`
+        answered files in finishing order: a range of the claim index, whatever the run's size."""
+        f, r = s.files, s.results
+        order = f.c.due_at.desc() if latest else f.c.due_at.asc()
+        with self.engine.connect() as connection:
+            return [tuple(row) for row in connection.execute(
+                sa.select(r.c.language, r.c.confidence, r.c.agreement, f.c.error_kind)
+                .select_from(f.join(r, r.c.file_id == f.c.id))
+                .where(f.c.run_id == run_id, f.c.state == s.DONE).order_by(order, f.c.id).limit(limit))]
+
     def results_query(self, run_id: int) -> sa.Select:
         f, r = s.files, s.results
         return (sa.select(f.c.id.label("file_id"), f.c.uri, f.c.state, r.c.language, r.c.confidence, r.c.agreement, r.c.needs_review,
