@@ -43,8 +43,7 @@ class RunProgress:
         self._task = self._bar.add_task(name, total=None, pace="", failures=0, eta="")
 
     def __enter__(self) -> RunProgress:
-        self._bar.start()
-        return self
+        return self  # the bar is drawn on the first update, which brings the run's total
 
     def __exit__(self, *exc) -> None:
         self._bar.stop()
@@ -54,3 +53,5 @@ class RunProgress:
         eta = f"ETA {dt.timedelta(seconds=round(progress.eta))}" if progress.eta is not None else ""
         self._bar.update(self._task, total=progress.total, completed=progress.finished, pace=pace,
                          failures=progress.failures, eta=eta)
+        if not self._bar.live.is_started:
+            self._bar.start()

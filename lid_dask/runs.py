@@ -238,11 +238,13 @@ class Run:
                    or self.info.config.get("identify", {}).get("storage_options"))
         return self.ledger.register(self.info.id, iter_entries(list(sources), options, allowed_roots=allowed_roots))
 
-    def execute(self, client=None, progress: bool = True, on_stop=None, **overrides) -> Progress:
+    def execute(self, client=None, progress: bool = True, on_stop=None, console=None, **overrides) -> Progress:
         """Process the run on `client` (a local cluster if None) until nothing is left, or Ctrl-C.
 
         `overrides` are run settings for this session; `on_stop(files_in_flight, drain_seconds,
-        releasing_now)` is called at once when Ctrl-C or SIGTERM asks the run to stop.
+        releasing_now)` is called at once when Ctrl-C or SIGTERM asks the run to stop. The progress
+        bar draws on `console` (a rich Console; default stderr): what is printed on it meanwhile
+        appears above the bar, where another console's output would be mixed into it.
         """
         from lid_dask.cluster import cluster_client
 
@@ -255,7 +257,7 @@ class Run:
             if progress:
                 from lid_dask.progress import RunProgress
 
-                display = stack.enter_context(RunProgress(self.name))
+                display = stack.enter_context(RunProgress(self.name, console))
             return Orchestrator(self.ledger, self.name, client, settings, on_progress=display and display.update,
                                 on_stop=on_stop).execute()
 

@@ -6,6 +6,7 @@ import argparse
 import contextlib
 import json
 import os
+import warnings
 
 from lid_dask.models import DEFAULT_MODEL, available_backends
 from lid_dask.speech import DETECTORS
@@ -96,8 +97,11 @@ def cluster_client(args, env: dict | None = None):
         from lid_dask.security import client_security
 
         security = client_security(args.tls_ca, args.tls_cert, args.tls_key)
-    with client_for(args.scheduler, security=security, n_workers=args.workers, env=env or {},
-                    dashboard_address=args.dashboard_address) as client:
+    with contextlib.ExitStack() as stack:
+        with warnings.catch_warnings():  # print_dashboard says where the dashboard went instead
+            warnings.filterwarnings("ignore", message="Port .* is already in use", category=UserWarning)
+            client = stack.enter_context(client_for(args.scheduler, security=security, n_workers=args.workers,
+                                                    env=env or {}, dashboard_address=args.dashboard_address))
         yield client
 
 
@@ -108,7 +112,7 @@ def print_dashboard(client, args, console) -> None:
         console.print("no Dask dashboard on this cluster")
         return
     asked = args.dashboard_address.rpartition(":")[2]
-    moved = "" if args.scheduler or f":{asked}/" in link else f" (port {asked} was taken)"
+    moved = "" if args.scheduler or asked in ("", "0") or f":{asked}/" in link else f" (port {asked} was taken)"
     console.print(f"dashboard: {link}{moved}")
 
 

@@ -106,15 +106,16 @@ def run_command(args) -> int:
                       f"are not stored in the ledger; {reach}")
     with options.cluster_client(args, env=local_worker_environment(secret)) as client:
         options.print_dashboard(client, args, console)
-        progress = run.execute(client, progress=not args.no_progress, on_stop=_acknowledge(console))
+        progress = run.execute(client, progress=not args.no_progress, on_stop=_acknowledge(console),
+                               console=console)
     out = Console()
+    db = "" if args.db is None else f" --db {args.db}"
     print_status(run.status(), out)
-    print_summary(run.summary(), out)
+    print_summary(run.summary(), out, db)
     if progress.ignored:
         console.print(f"[yellow]{sum(progress.ignored.values())} answers were not recorded[/yellow] (not this "
                       "session's to record; see the log): " + ", ".join(f"{reason} ({n})"
                                                                      for reason, n in progress.ignored.items()))
-    db = "" if args.db is None else f" --db {args.db}"
     if progress.stopped:
         console.print(f"[yellow]stopped[/yellow]: {progress.done_this_session} files finished this session and "
                       f"are kept; {progress.released} in flight went back to pending. Resume with the same command, "
@@ -146,7 +147,7 @@ def status_command(args) -> int:
         return 0
     run = Run(args.name, ledger=ledger)
     print_status(run.status(), console)
-    print_summary(run.summary(), console)
+    print_summary(run.summary(), console, "" if args.db is None else f" --db {args.db}")
     workers = run.workers()
     if len(workers):
         flagged = workers[workers.status != "ok"]
@@ -189,8 +190,9 @@ def print_status(status, console) -> None:
     console.print(f"{status.total} files, {status.remaining} to go, {pace}{eta}")
 
 
-def print_summary(summary, console) -> None:
-    """What the user came for: answers by language, what needs a person and why, what failed."""
+def print_summary(summary, console, db: str = "") -> None:
+    """What the user came for: answers by language, what needs a person and why, what failed.
+    `db` (`` --db URL`` or empty) goes into the commands it prints, so that they run as shown."""
     from lid_dask.languages import display_name
 
     if summary.answered:
@@ -208,7 +210,7 @@ def print_summary(summary, console) -> None:
     if summary.needs_review:
         console.print(f"needs review: {summary.needs_review} files ("
                       + ", ".join(f"{reason} {n}" for reason, n in summary.review_reasons.items()) + ")")
-        console.print(f"  list them: lid-dask review export {summary.name} -o review.csv", soft_wrap=True)
+        console.print(f"  list them: lid-dask review export {summary.name}{db} -o review.csv", soft_wrap=True)
     if summary.failures:
         console.print("failed: " + ", ".join(f"{kind} {n}" for kind, n in summary.failures))
 
