@@ -39,7 +39,7 @@ from distributed.scheduler import KilledWorker
 
 from lid_dask import fingerprint as fp
 from lid_dask.config import IdentifyConfig, reject_unknown
-from lid_dask.figures import MONITOR_KEY, summary
+from lid_dask.figures import MONITOR_KEY, from_ledger, summary
 from lid_dask.ledger import Claim, Ledger, Outcome
 from lid_dask.ledger import schema
 from lid_dask.results import FileResult
@@ -67,6 +67,7 @@ class RunSettings:
     drain_seconds: float = 30.0
     event_grace_seconds: float = 30.0  # a finished batch's results event may lag its task this long
     on_drift: str = "flag"  # flag | refuse
+    drift_baseline: str | None = None  # an earlier run whose answers the monitor compares with
     resources: dict | None = None  # e.g. {"GPU": 1} to route batches to GPU workers
 
     @classmethod
@@ -187,6 +188,8 @@ class Orchestrator:
         try:
             self.ledger.expire_leases(self.run.id)
             self._monitored = self.client.get_metadata(MONITOR_KEY, default=None) is not None
+            if self._monitored and self.settings.drift_baseline:
+                self._send_baseline(self.settings.drift_baseline)
             self.progress.counts = self.ledger.counts(self.run.id)
             if self.on_progress:
                 self.on_progress(self.progress)  # the total is known before the first batch ends
@@ -403,6 +406,12 @@ class Orchestrator:
             self._report(recorded)
         if self.on_progress:
             self.on_progress(self.progress)
+
+    def _send_baseline(self, run_name: str) -> None:
+        """Have the monitor compare this run with `run_name`'s answers instead of its first files."""
+        figures = from_ledger(self.ledger, self.run.id, self.ledger.get_run(run_name).id)
+        self.client.sync(self.client.scheduler.lid_dask_baseline, run=self.run.name, baseline=figures["baseline"],
+                         source=f"run {run_name}")
 
     def _report(self, recorded: list[Outcome]) -> None:
         """Send the monitor the counts of what the ledger just accepted (never a worker's word)."""

@@ -22,6 +22,7 @@ import pandas as pd
 import sqlalchemy as sa
 
 from lid_dask.config import IdentifyConfig
+from lid_dask.figures import MONITOR_KEY, Monitor, from_ledger
 from lid_dask.ledger import Ledger, RunInfo
 from lid_dask.ledger.ledger import DEFAULT_URL
 from lid_dask.models import ModelSpec
@@ -208,7 +209,10 @@ class Run:
         name = name or default_name(sources)
         ledger = Ledger(db)
         public = split_secrets(storage_options)[0] or None
-        existing = {info.name: info for info in ledger.list_runs()}.get(name)
+        runs = {info.name: info for info in ledger.list_runs()}
+        if settings.get("drift_baseline") and settings["drift_baseline"] not in runs:
+            raise ValueError(f"drift_baseline names no run in {ledger.url_for_display}: {settings['drift_baseline']!r}")
+        existing = runs.get(name)
         if existing is not None:
             _check_same(existing, {**engine_given, **({"storage_options": public} if public else {})})
             run = cls(name, ledger=ledger, storage_options=storage_options)
@@ -282,6 +286,21 @@ class Run:
         """Files and audio hours per language, the review queue by reason, failures by class."""
         return Summary(self.name, self.ledger.answers(self.info.id), self.ledger.needing_review(self.info.id),
                        self.ledger.review_reasons(self.info.id), self.ledger.top_errors(self.info.id, limit=20))
+
+    def monitor(self, client=None, baseline: str | None = None) -> Monitor:
+        """The run's model behaviour as pandas frames: drift per measure, language mix and
+        confidence now against the baseline, and, live from the scheduler's monitor when `client`'s
+        scheduler runs it, throughput per minute and per worker. Without one (or once the scheduler
+        has restarted), the drift figures come from the ledger; `baseline` names an earlier run to
+        compare with instead of this run's first files."""
+        if client is not None and client.get_metadata(MONITOR_KEY, default=None) is not None:
+            figures = client.sync(client.scheduler.lid_dask_figures, run=self.name)
+            if figures:
+                return Monitor.of(self.name, figures, "scheduler")
+        baseline_id = self.ledger.get_run(baseline).id if baseline else None
+        figures = from_ledger(self.ledger, self.info.id, baseline_id)
+        return Monitor.of(self.name, {**figures, "baseline_source": f"run {baseline}" if baseline else "first files"},
+                          "ledger")
 
     def retry(self, kinds: list[str] | None = None) -> int:
         """Send failed and dead files (optionally only these error kinds) back to pending."""

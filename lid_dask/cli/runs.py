@@ -30,11 +30,17 @@ def add_commands(commands) -> None:
     run.add_argument("--batch-files", type=int, help="files per batch at most (default 32)")
     run.add_argument("--max-attempts", type=int, help="attempts before a transient failure is dead (default 3)")
     run.add_argument("--on-drift", choices=["flag", "refuse"], help="workers whose environment differs")
+    run.add_argument("--drift-baseline", metavar="RUN", help="compare the answers' language mix and confidence with "
+                                                            "this earlier run's (default: this run's first files)")
     run.add_argument("--no-progress", action="store_true")
     run.set_defaults(handler=run_command)
 
     status = commands.add_parser("status", help="a run's counts, pace, ETA, answers and errors; or the runs")
     status.add_argument("name", nargs="?", help="run name (default: list the runs)")
+    status.add_argument("--watch", nargs="?", type=float, const=5.0, metavar="SECONDS",
+                        help="redraw every SECONDS (default 5) until Ctrl-C, with the language mix and drift")
+    status.add_argument("--drift-baseline", metavar="RUN", help="an earlier run to compare with (default: the run's "
+                                                                "first files)")
     options.database(status)
     status.set_defaults(handler=status_command)
 
@@ -88,7 +94,8 @@ def run_command(args) -> int:
     from lid_dask.runs import Run, file_name
     from lid_dask.storage import local_worker_environment, split_secrets
 
-    settings = dict(batch_files=args.batch_files, max_attempts=args.max_attempts, on_drift=args.on_drift)
+    settings = dict(batch_files=args.batch_files, max_attempts=args.max_attempts, on_drift=args.on_drift,
+                    drift_baseline=args.drift_baseline)
     settings = {k: v for k, v in settings.items() if v is not None}
     url = options.database_url(args)
     # Everything is checked, and the sources listed, before a cluster starts.
@@ -137,6 +144,8 @@ def _acknowledge(console):
 
 
 def status_command(args) -> int:
+    import time
+
     from lid_dask.ledger import Ledger
     from lid_dask.runs import Run
 
@@ -146,15 +155,53 @@ def status_command(args) -> int:
         print_runs(ledger, console)
         return 0
     run = Run(args.name, ledger=ledger)
+    if args.drift_baseline:
+        ledger.get_run(args.drift_baseline)  # a clear error now, not at the first redraw
+    if args.watch is None:
+        _print_run(run, args, console)
+        return 0
+    try:
+        while True:  # from the ledger: the view survives a scheduler restart
+            console.clear()
+            _print_run(run, args, console)
+            console.print(f"[dim]{time.strftime('%H:%M:%S')}: redrawn every {args.watch:g} s; Ctrl-C to stop[/dim]")
+            time.sleep(args.watch)
+    except KeyboardInterrupt:
+        return 0
+
+
+def _print_run(run, args, console) -> None:
     print_status(run.status(), console)
     print_summary(run.summary(), console, "" if args.db is None else f" --db {args.db}")
+    if args.watch is not None or args.drift_baseline:
+        print_drift(run.monitor(baseline=args.drift_baseline), console)
     workers = run.workers()
     if len(workers):
         flagged = workers[workers.status != "ok"]
         console.print(f"{len(workers)} workers seen, {len(flagged)} with a different environment")
         for row in flagged.itertuples():
             console.print(f"  [yellow]{escape(row.name)}[/yellow]: {escape(str(row.reason))}")
-    return 0
+
+
+def print_drift(monitor, console) -> None:
+    """The language mix now against the baseline, and each drift measure's PSI and state."""
+    from lid_dask.figures import BASELINE_FILES, MIN_FILES, OTHER, WINDOW_FILES
+    from lid_dask.languages import display_name
+
+    table = Table(title=f"language mix: latest {WINDOW_FILES} files against the {escape(monitor.baseline_source)}"
+                        + (f" (first {BASELINE_FILES})" if monitor.baseline_source == "first files" else ""))
+    for column in ("language", "baseline", "latest"):
+        table.add_column(column, justify="left" if column == "language" else "right")
+    for row in monitor.languages.head(8).itertuples():
+        name = row.language if row.language == OTHER else f"{display_name(row.language)} [{row.language}]"
+        table.add_row(escape(name), f"{row.baseline:.1%}", f"{row.recent:.1%}")
+    console.print(table)
+    colours = {"stable": "green", "watch": "yellow", "drift": "red", "warming up": "dim"}
+    parts = [f"{row.measure.replace('_', ' ')} [{colours[row.state]}]{row.state}[/]"
+             + ("" if row.psi is None or row.psi != row.psi else f" ({row.psi:.2f})")
+             for row in monitor.drift.itertuples()]
+    console.print("drift (PSI; 0.1 watch, 0.25 drift): " + ", ".join(parts)
+                  + (f"; needs {MIN_FILES} files on each side" if "warming up" in monitor.drift.state.values else ""))
 
 
 def print_runs(ledger, console) -> None:

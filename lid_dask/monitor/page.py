@@ -14,8 +14,9 @@ import time
 from bokeh.layouts import column, row
 from bokeh.models import ColumnDataSource, Div, FactorRange, Select
 from bokeh.plotting import figure
+from bokeh.transform import factor_cmap
 
-from lid_dask.figures import AGREEING, CONFIDENCE_BINS, MEASURES, RunFigures
+from lid_dask.figures import AGREEING, CONFIDENCE_BINS, MEASURES, RunFigures, shares
 from lid_dask.monitor.plugin import MonitorPlugin
 
 REFRESH_MS = 1000
@@ -54,9 +55,10 @@ class Page:
     def _throughput(self):
         fig = figure(title="Throughput", x_axis_type="datetime", height=260, sizing_mode="stretch_width",
                      tools="", toolbar_location=None)
-        fig.line("minute", "files_per_second", source=self.timeline, legend_label="files/s", line_width=2)
-        fig.line("minute", "audio_hours_per_hour", source=self.timeline, legend_label="audio hours/hour",
-                 line_width=2, color="#e76f51")
+        for field, label, colour in (("files_per_second", "files/s", "#1d3557"),
+                                     ("audio_hours_per_hour", "audio hours/hour", "#e76f51")):
+            fig.line("minute", field, source=self.timeline, legend_label=label, line_width=2, color=colour)
+            fig.scatter("minute", field, source=self.timeline, legend_label=label, size=5, color=colour)
         fig.legend.location = "top_left"
         return fig
 
@@ -65,6 +67,7 @@ class Page:
                      height=260, sizing_mode="stretch_width", tools="", toolbar_location=None)
         for field, colour in (("agreement", "#2a9d8f"), ("review", "#e63946"), ("recheck", "#6a4c93")):
             fig.line("minute", field, source=self.timeline, legend_label=field, line_width=2, color=colour)
+            fig.scatter("minute", field, source=self.timeline, legend_label=field, size=5, color=colour)
         fig.legend.location = "bottom_left"
         return fig
 
@@ -72,8 +75,8 @@ class Page:
         self.language_figure = fig = figure(title="Language mix: baseline and recent files", height=280,
                                             x_range=FactorRange(), sizing_mode="stretch_width", tools="",
                                             toolbar_location=None)
-        fig.vbar(x="x", top="share", source=self.languages, width=0.9, line_color=None,
-                 fill_color="#457b9d", fill_alpha=0.85)
+        fig.vbar(x="x", top="share", source=self.languages, width=0.9, line_color=None, fill_alpha=0.85,
+                 fill_color=factor_cmap("x", ["#a8dadc", "#1d3557"], ["baseline", "recent"], start=1, end=2))
         fig.xaxis.major_label_orientation = 1.0
         fig.y_range.start = 0
         return fig
@@ -130,7 +133,7 @@ class Page:
             f'{m.replace("_", " ")}: {states[m]}{"" if scores[m] is None else f" ({scores[m]:.2f})"}</span>'
             for m in MEASURES)
         self.headline.text = (
-            f'<div><b>{html.escape(figures.run)}</b>: '
+            f'<div><b class="lid-dask-run">{html.escape(figures.run)}</b>: '
             f'<span class="lid-dask-files" data-value="{answered + failed}">{answered + failed:,}</span> files recorded '
             f'({identified:,} identified, {answered - identified:,} without speech, {failed:,} failed), '
             f'{figures.audio_seconds / 3600:.2f} h of audio, {rate:.1f} files/s in the last minute'
@@ -141,10 +144,11 @@ class Page:
 
     def _update_timeline(self, figures: RunFigures) -> None:
         buckets = list(figures.timeline)[-TIMELINE_SHOWN:]
+        seconds = [max(1.0, min(60.0, time.time() - b["minute"])) for b in buckets]  # the last minute is young
         self.timeline.data = dict(
             minute=[b["minute"] * 1000 for b in buckets],
-            files_per_second=[b["files"] / 60 for b in buckets],
-            audio_hours_per_hour=[b["audio_seconds"] / 60 for b in buckets],
+            files_per_second=[b["files"] / s for b, s in zip(buckets, seconds)],
+            audio_hours_per_hour=[b["audio_seconds"] / s for b, s in zip(buckets, seconds)],
             agreement=[b["agreeing"] / b["identified"] if b["identified"] else None for b in buckets],
             review=[b["needs_review"] / b["files"] if b["files"] else None for b in buckets],
             recheck=[b["rechecked"] / b["identified"] if b["identified"] else None for b in buckets])
@@ -163,8 +167,8 @@ class Page:
         self.languages.data = dict(x=x, share=share, side=sides)
         edges = [i / CONFIDENCE_BINS for i in range(CONFIDENCE_BINS + 1)]
         self.confidence.data = dict(left=edges[:-1], right=edges[1:],
-                                    baseline=_shares(baseline.confidence.tolist()),
-                                    recent=_shares(recent.confidence.tolist()))
+                                    baseline=shares(baseline.confidence).tolist(),
+                                    recent=shares(recent.confidence).tolist())
 
     def _update_errors(self, figures: RunFigures) -> None:
         kinds = [k for k, _ in figures.errors.most_common()]
@@ -190,8 +194,3 @@ class Page:
 
 def _agreeing(figures: RunFigures) -> int:
     return sum(n for kind, n in figures.agreement.items() if kind in AGREEING)
-
-
-def _shares(counts: list[int]) -> list[float]:
-    total = sum(counts)
-    return [n / total if total else 0.0 for n in counts]

@@ -15,6 +15,7 @@ orchestrator has them by the time they are logged, so only the last `EVENTS_KEPT
 from __future__ import annotations
 
 import collections
+import logging
 import time
 import weakref
 
@@ -28,6 +29,7 @@ RUNS_KEPT = 20  # runs whose figures the scheduler holds (the least recently upd
 EVENTS_KEPT = 100
 WORKERS_KEPT = 10_000
 
+log = logging.getLogger(f"distributed.{__name__}")
 plugins: weakref.WeakSet[MonitorPlugin] = weakref.WeakSet()  # every live one (tests start several)
 
 
@@ -42,6 +44,7 @@ class MonitorPlugin(SchedulerPlugin):
                                   lid_dask_figures=self.figures)
         scheduler.set_metadata(keys=MONITOR_KEY, value=1)
         plugins.add(self)
+        self._keep_few_events()
 
     # -- handlers (orchestrators and clients) -------------------------------------------------
 
@@ -62,13 +65,19 @@ class MonitorPlugin(SchedulerPlugin):
     # -- what workers send ----------------------------------------------------------------------
 
     def log_event(self, topic, msg) -> None:
-        if topic not in (RESULTS_TOPIC, FINGERPRINT_TOPIC):
-            return
-        events = self.scheduler.events[topic]
-        while len(events) > EVENTS_KEPT:
-            events.popleft()
-        if isinstance(msg, dict) and isinstance(msg.get("fingerprint"), dict):
+        if topic in (RESULTS_TOPIC, FINGERPRINT_TOPIC) and isinstance(msg, dict) and isinstance(
+                msg.get("fingerprint"), dict):
             self._fingerprint(str(msg.get("worker")), msg["fingerprint"])
+
+    def _keep_few_events(self) -> None:
+        """Hold lid-dask's topics to `EVENTS_KEPT` events. Dask offers no per-topic length, so this
+        swaps the topic's deque inside distributed's event broker (pinned version; checked)."""
+        try:
+            topics = self.scheduler._broker._topics
+            for topic in (RESULTS_TOPIC, FINGERPRINT_TOPIC):
+                topics[topic].events = collections.deque(topics[topic].events, maxlen=EVENTS_KEPT)
+        except (AttributeError, TypeError) as exc:
+            log.warning("cannot bound the scheduler's lid-dask events (%s): it keeps Dask's default number", exc)
 
     def _fingerprint(self, address: str, environment: dict) -> None:
         packages = environment.get("packages") if isinstance(environment.get("packages"), dict) else {}

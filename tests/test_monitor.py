@@ -1,0 +1,154 @@
+"""The monitor on a real run: its dashboard page in headless Chromium while the run runs, /metrics
+against the ledger, Run.monitor live and from the ledger, lid-dask status with drift."""
+
+import os
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+
+import numpy as np
+import pytest
+import soundfile
+from prometheus_client.parser import text_string_to_metric_families
+
+from lid_dask.cluster import connect
+from lid_dask.monitor import PAGE
+from lid_dask.runs import Run
+
+from . import fault_plugins  # noqa: F401 - registers the content-hash backend here too
+
+FILES = 40
+ENGINE = dict(models="content-hash?delay=0.25", vad="none", windows="first:1x4")
+
+
+@pytest.fixture(scope="module")
+def noise_clips(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("noise")
+    rng = np.random.default_rng(12)
+    for i in range(FILES):
+        soundfile.write(folder / f"clip{i:02d}.wav", rng.normal(0, 0.1, 16000 + 800 * i).astype(np.float32), 16000)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def monitored_client():
+    client = connect(n_workers=1, dashboard_address="127.0.0.1:0", preload=("tests.fault_plugins",))
+    yield client
+    cluster = client.cluster
+    client.close()
+    cluster.close()
+
+
+def metrics(client) -> dict:
+    """lid_dask samples of the scheduler's /metrics, parsed by prometheus_client: (name, labels) -> value."""
+    text = urllib.request.urlopen(client.dashboard_link.replace("/status", "/metrics"), timeout=30).read().decode()
+    return {(sample.name, tuple(sorted(sample.labels.items()))): sample.value
+            for family in text_string_to_metric_families(text) if family.name.startswith("lid_dask")
+            for sample in family.samples}
+
+
+@pytest.mark.slow
+def test_the_page_shows_a_running_run_and_metrics_match_the_ledger(noise_clips, monitored_client, browser, tmp_path):
+    client = monitored_client
+    run = Run.create("watched", [str(noise_clips)], f"sqlite:///{tmp_path / 'ledger.db'}", **ENGINE)
+    worker = threading.Thread(target=run.execute, args=(client,), kwargs=dict(progress=False))
+    worker.start()
+    try:
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page.goto(client.dashboard_link.replace("/status", PAGE))
+        files = page.locator(".lid-dask-files")
+        files.wait_for(timeout=60_000)
+        deadline = time.monotonic() + 60
+        while int(files.get_attribute("data-value")) == 0 and time.monotonic() < deadline:
+            time.sleep(0.5)
+        seen_during_run = int(files.get_attribute("data-value"))
+        assert 0 < seen_during_run and worker.is_alive(), "the page showed answers only after the run"
+        assert page.locator(".lid-dask-run").inner_text() == "watched"
+        assert page.locator(".lid-dask-drift").count() == 4
+        assert page.locator(".lid-dask-worker").count() == 1
+        assert page.locator("canvas").count() >= 5  # the charts are drawn
+        page.screenshot(path=tmp_path / "monitor.png", full_page=True)
+        assert (tmp_path / "monitor.png").stat().st_size > 20_000
+    finally:
+        worker.join(timeout=300)
+    assert not worker.is_alive()
+
+    counts = run.ledger.counts(run.info.id)
+    assert counts["done"] + counts["dead"] == FILES
+    recorded = metrics(client)
+    assert sum(v for (name, labels), v in recorded.items() if name == "lid_dask_files_total"
+               and dict(labels)["run"] == "watched") == FILES
+    for language, files, seconds in run.ledger.answers(run.info.id):
+        assert recorded[("lid_dask_answers_total", (("language", language), ("run", "watched")))] == files
+    assert recorded[("lid_dask_audio_seconds_total", (("run", "watched"),))] == pytest.approx(
+        sum(seconds for _, _, seconds in run.ledger.answers(run.info.id)))
+    assert recorded[("lid_dask_confidence_count", (("run", "watched"),))] == FILES
+    assert recorded[("lid_dask_files_remaining", (("run", "watched"),))] == 0
+
+    page.reload()
+    page.locator(".lid-dask-files").wait_for(timeout=30_000)
+    deadline = time.monotonic() + 10
+    while int(page.locator(".lid-dask-files").get_attribute("data-value")) != FILES and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert int(page.locator(".lid-dask-files").get_attribute("data-value")) == FILES
+
+    live = run.monitor(client)
+    assert live.source == "scheduler" and len(live.workers) == 1 and live.timeline["files"].sum() == FILES
+    assert sorted(live.languages.language) == sorted(language for language, _, _ in run.ledger.answers(run.info.id))
+    stored = run.monitor()
+    assert stored.source == "ledger" and list(stored.drift.state) == ["warming up"] * 4
+
+
+def test_the_dashboard_lists_the_page(monitored_client):
+    status = urllib.request.urlopen(monitored_client.dashboard_link, timeout=30).read().decode()
+    assert PAGE.strip("/") in status and "Lid Dask" in status
+
+
+def test_a_scheduler_without_the_monitor_leaves_runs_working(noise_clips, tmp_path):
+    """The orchestrator sends figures only where the monitor runs; elsewhere runs go on as before."""
+    client = connect(n_workers=1, dashboard_address=None, preload=("tests.fault_plugins",),
+                     scheduler_kwargs={"preload": []})
+    try:
+        run = Run.create("unwatched", [str(noise_clips)], f"sqlite:///{tmp_path / 'ledger.db'}",
+                         **{**ENGINE, "models": "content-hash?delay=0"})
+        run.execute(client, progress=False)
+        assert run.ledger.counts(run.info.id)["done"] == FILES
+        assert run.monitor(client).source == "ledger"
+    finally:
+        cluster = client.cluster
+        client.close()
+        cluster.close()
+
+
+def test_status_shows_drift_against_an_earlier_run(noise_clips, tmp_path):
+    db = f"sqlite:///{tmp_path / 'ledger.db'}"
+    client = connect(n_workers=1, dashboard_address=None, preload=("tests.fault_plugins",))
+    try:
+        for name in ("before", "after"):
+            Run.create(name, [str(noise_clips)], db, **{**ENGINE, "models": "content-hash?delay=0"}).execute(
+                client, progress=False)
+    finally:
+        cluster = client.cluster
+        client.close()
+        cluster.close()
+    shown = subprocess.run([sys.executable, "-m", "lid_dask.cli", "status", "after", "--db", db,
+                            "--drift-baseline", "before"], capture_output=True, text=True, timeout=120,
+                           env={**os.environ, "COLUMNS": "100"})
+    assert shown.returncode == 0, shown.stderr
+    assert "against the run before" in " ".join(shown.stdout.split())
+    assert "needs 200 files on each side" in " ".join(shown.stdout.split())
+    refused = subprocess.run([sys.executable, "-m", "lid_dask.cli", "run", str(noise_clips), "--db", db,
+                              "--drift-baseline", "nonesuch"], capture_output=True, text=True, timeout=120)
+    assert refused.returncode != 0 and "drift_baseline names no run" in refused.stderr
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path="/usr/bin/chromium", args=["--no-sandbox"])
+        yield chromium
+        chromium.close()
