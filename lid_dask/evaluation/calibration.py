@@ -37,10 +37,11 @@ from scipy.optimize import minimize_scalar
 from scipy.special import expit, log_softmax, logit
 
 from lid_dask.calibration import Calibration, PlattScaling, TemperatureScaling, from_dict
-from lid_dask.evaluation.metrics import as_dask, bin_coords, prepared, reliability_arrays
+from lid_dask.evaluation.metrics import (as_dask, bin_coords, check_curve_bins, prepared, reliability_arrays,
+                                         reliability_bins)
 
 __all__ = ["Calibration", "PlattScaling", "TemperatureScaling", "apply_calibrations", "calibration_effect",
-           "fit_per_model", "fit_platt", "fit_temperature", "from_dict", "split_by_uri"]
+           "fit_per_model", "fit_platt", "fit_temperature", "from_dict", "split_by_uri", "undo_calibrations"]
 
 _EPS = 1e-6
 _RESOLUTION = 0.01  # logit(confidence) is rounded to this for the Platt fit
@@ -116,22 +117,40 @@ def apply_calibrations(frame, calibrations: dict[str, PlattScaling], column: str
     return ddf.map_partitions(calibrate, meta=calibrate(ddf._meta))
 
 
-def calibration_effect(frame, calibrations: dict[str, PlattScaling] | None = None, bins: int = 15) -> xr.Dataset:
+def undo_calibrations(frame, calibrations: dict[str, Calibration]):
+    """The frame with each model's confidence as the model itself gave it, before the Platt
+    scalings in `calibrations` were applied. A new calibration must be fitted on those: it
+    replaces the old one, so new runs apply it to the model's own confidence. The inverse of
+    ``sigmoid(a logit(c) + b)`` is the Platt scaling (1/a, -b/a); temperature scaling reshaped
+    whole distributions, whose top alone cannot be undone: an error."""
+    for model, fitted in calibrations.items():
+        if not isinstance(fitted, PlattScaling):
+            raise ValueError(f"the answers of {model} went through {fitted.to_dict()['method']} scaling, which "
+                             "cannot be undone from their top confidence: calibrate a run made without it")
+    inverses = {model: PlattScaling(1 / f.a, -f.b / f.a, f.n) for model, f in calibrations.items()}
+    return apply_calibrations(frame, inverses, column="confidence")
+
+
+def calibration_effect(frame, calibrations: dict[str, PlattScaling] | None = None,
+                       bins: int | None = None) -> xr.Dataset:
     """ECE and reliability curves before and after calibration (dim ``stage``: raw, calibrated).
 
     `frame` must be held-out data (see `split_by_uri`). With `calibrations`, they are applied
     here; without, the frame must already hold a ``calibrated`` column (e.g. the top of
     temperature-scaled vectors). Variables are prefixed ``calibration_`` so the result merges
     into an `evaluate` Dataset (``ds.merge(effect, compat="no_conflicts", join="outer")``)
-    and the report draws it.
+    and the report draws it. The curves have their own dim, ``calibration_bin``: by default
+    their bins follow the number of held-out files (`reliability_bins`), fewer than evaluated.
     """
+    check_curve_bins(bins)
     ddf = apply_calibrations(frame, calibrations) if calibrations is not None else as_dask(frame)
     tables = dask.compute(*[
-        prepared(ddf.assign(confidence=ddf[column]), bins=bins).groupby(["model", "conf_bin"])[
-            ["rows", "conf", "correct"]].sum()
+        prepared(ddf.assign(confidence=ddf[column])).groupby(["model", "conf_bin"])[["rows", "conf", "correct"]].sum()
         for column in ("confidence", "calibrated")
     ])
     models = sorted({str(m) for table in tables for m in table.index.get_level_values("model")})
+    files = tables[0]["rows"].groupby(level="model").sum()
+    bins = bins or reliability_bins(int(files.max()) if len(files) else 0)
     stages = [reliability_arrays(table, models, bins) for table in tables]
 
     def stacked(key: str) -> np.ndarray:
@@ -139,10 +158,10 @@ def calibration_effect(frame, calibrations: dict[str, PlattScaling] | None = Non
 
     return xr.Dataset({
         "calibration_ece": (("model", "stage"), stacked("ece")),
-        "calibration_count": (("model", "stage", "bin"), stacked("count")),
-        "calibration_confidence": (("model", "stage", "bin"), stacked("confidence")),
-        "calibration_accuracy": (("model", "stage", "bin"), stacked("accuracy")),
-    }, coords={"model": models, "stage": ["raw", "calibrated"], **bin_coords(bins)})
+        "calibration_count": (("model", "stage", "calibration_bin"), stacked("count")),
+        "calibration_confidence": (("model", "stage", "calibration_bin"), stacked("confidence")),
+        "calibration_accuracy": (("model", "stage", "calibration_bin"), stacked("accuracy")),
+    }, coords={"model": models, "stage": ["raw", "calibrated"], **bin_coords(bins, "calibration_bin")})
 
 
 def split_by_uri(frame, test_fraction: float = 0.3, salt: str = ""):

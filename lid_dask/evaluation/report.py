@@ -2,9 +2,11 @@
 
     write_report(ds, "report/")                      # ds from evaluate (merged with calibration_effect)
     write_report(ds, "report/", previous=old_ds)     # adds the regression table
+    write_report(ds, "report/", frame=frame)         # adds the misidentified files (frame: evaluation_frame)
 
 Tables and plots are about the primary model: ``consensus`` when present (the answer users
-get), else the first model; the summary, long-tail and coverage views show every model.
+get), else the first model; the summary, long-tail and coverage views show every model. With
+one model the consensus is that model's answer, so only the model is shown (`distinct_models`).
 
 Figures are drawn with matplotlib's object API (`Figure`, rendered by Agg when saved), not pyplot:
 no global backend is switched, so importing this in a notebook or a worker changes nothing.
@@ -21,46 +23,59 @@ import xarray as xr
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
-from lid_dask.evaluation.metrics import CONSENSUS, NONE, per_language_table, summary_table, top_confusions
+from lid_dask.evaluation.metrics import (CONSENSUS, NONE, misidentified_files, per_language_table, summary_table,
+                                         top_confusions)
 from lid_dask.evaluation.regression import Comparison, compare
 
-GROUP_COLOURS = {"high": "#2b6cb0", "mid": "#68a0d8", "low": "#b5d0ee", "none": "#cccccc"}
+GROUP_COLOURS = ["#2b6cb0", "#68a0d8", "#b5d0ee"]  # long-tail groups, most files first; then grey
+OTHER_COLOUR = "#cccccc"
 MARKER_COLOURS = ["#e8590c", "#212529", "#c2255c", "#2f9e44"]  # stand out on the blue bars
-CONFUSION_LANGUAGES = 12
+CONFUSION_LANGUAGES = 12  # rows (true languages) of the confusion plot
+CONFUSION_OTHERS = 6  # columns for wrong answers outside those rows
+MISIDENTIFIED = 50  # rows of the misidentified files' table
+ABOUT = {"run": "run", "models": "models", "dataset": "labels", "calibrations": "calibrations applied",
+         "run_created": "run created", "evaluated": "evaluated"}  # Dataset attrs (evaluate_run) -> heading
 DPI = 110
 
 
 def write_report(dataset: xr.Dataset, out_dir, previous: xr.Dataset | Comparison | None = None,
-                 title: str = "Language identification: evaluation") -> Path:
+                 title: str = "Language identification: evaluation", frame=None) -> Path:
     """Write report.md, report.html and the PNGs into `out_dir`; returns the Markdown path.
 
     `previous` is the previous evaluation's Dataset (compared by bootstrap), or a `Comparison`
-    already made with per-file pairs (McNemar).
+    already made with per-file pairs (McNemar). `frame`, the evaluation frame the Dataset came
+    from, adds the list of misidentified files.
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    evaluated, dataset = dataset, distinct_models(dataset)
     model = primary_model(dataset)
-    blocks: list[tuple] = [("h1", title)]
-    if dataset.attrs:
-        blocks.append(("p", "; ".join(f"{k}: {v}" for k, v in dataset.attrs.items())))
+    blocks: list[tuple] = [("h1", title), ("list", _about(dataset, folded=len(dataset.model) < len(evaluated.model)))]
     blocks += [("h2", "Summary"), ("table", _summary(dataset))]
 
     blocks += [("h2", f"Per language ({model})"),
                ("p", "Accuracy on each language's files (recall), languages sorted by number of files; "
-                     "colour: long-tail group. Markers: the other models."),
+                     "colour: long-tail group." + (" Markers: the other models." if dataset.sizes["model"] > 1
+                                                   else "")),
                ("img", _plot_languages(dataset, model, out / "accuracy_by_language.png"))]
-    blocks += [("h3", "Long tail: accuracy by group (" + str(dataset.attrs.get("long_tail", "")) + ")"),
+    blocks += [("h3", f"Long tail: accuracy by {dataset.attrs.get('long_tail', 'group')}"),
                ("table", _long_tail(dataset))]
     table = per_language_table(dataset, model)
     worst = table[table["support"] > 0].sort_values(["recall", "support"], ascending=[True, False]).head(10)
     blocks += [("h3", "Worst languages"), ("table", _percent(worst.reset_index(), ["precision", "recall", "f1"]))]
     blocks += [("h3", "Top confusions"),
                ("table", _percent(top_confusions(dataset, model), ["share"])),
+               ("p", "Rows: true languages with the most files; columns: the answers given to them, wrong ones "
+                     "included whatever they are."),
                ("img", _plot_confusion(dataset, model, out / "confusion.png"))]
+    if frame is not None:
+        blocks += _misidentified(frame, model)
 
     blocks += [("h2", "Confidence"),
                ("p", "Reliability: for files answered with a given confidence, how often the answer was right "
-                     "(on the diagonal = calibrated). With a calibration, both curves are on held-out files."),
+                     f"(on the diagonal = calibrated), in {dataset.sizes['bin']} bins for these "
+                     f"{int(dataset['n'].max())} files (about 30 files a bin, 5 to 15; ECE always has 15). With a "
+                     "calibration, both curves are on held-out files, in bins of their own."),
                ("img", _plot_reliability(dataset, out / "reliability.png"))]
     if "calibration_ece" in dataset:
         ece = dataset["calibration_ece"].to_pandas().dropna(how="all")
@@ -70,12 +85,12 @@ def write_report(dataset: xr.Dataset, out_dir, previous: xr.Dataset | Comparison
                      "kept."),
                ("img", _plot_coverage(dataset, out / "coverage.png"))]
 
-    if "agreement_accuracy" in dataset:
+    if "agreement_accuracy" in dataset and dataset.sizes["model"] > 1:
         blocks += [("h2", "Consensus and review"), ("table", _consensus(dataset)),
                    ("img", _plot_agreement(dataset, model, out / "agreement.png"))]
 
     if previous is not None:
-        comparison = previous if isinstance(previous, Comparison) else compare(dataset, previous)
+        comparison = _shown(previous if isinstance(previous, Comparison) else compare(evaluated, previous), dataset)
         blocks += [("h2", "Change since the previous evaluation"), ("p", comparison.summary()),
                    ("table", _regressions(comparison))]
 
@@ -90,10 +105,39 @@ def primary_model(ds: xr.Dataset) -> str:
     return CONSENSUS if CONSENSUS in models else models[0]
 
 
+def distinct_models(ds: xr.Dataset) -> xr.Dataset:
+    """The Dataset without its consensus when there is one model besides: the consensus of one
+    model is that model's answer, and every table and plot would show it twice."""
+    models = [str(m) for m in ds["model"].values]
+    if CONSENSUS in models and len(models) == 2:
+        return ds.sel(model=[m for m in models if m != CONSENSUS])
+    return ds
+
+
+def _shown(comparison: Comparison, ds: xr.Dataset) -> Comparison:
+    """The comparison's rows for the models shown; the consensus rows when none is, as when one
+    model is shown and the previous evaluation ran another: then only the final answers compare."""
+    table = comparison.table
+    shown = table[table["model"].isin([str(m) for m in ds["model"].values])]
+    if shown.empty:
+        shown = table[table["model"] == CONSENSUS]
+    return Comparison(shown.reset_index(drop=True), comparison.threshold, comparison.alpha)
+
+
 # -- tables ---------------------------------------------------------------------------------------
 
 RATES = ["accuracy", "macro_accuracy", "macro_f1", "coverage", "ece", "confidently_wrong", "review_share",
          "review_error_capture", "review_error_rate", "accuracy_with_review"]
+
+
+def _about(ds: xr.Dataset, folded: bool) -> list[str]:
+    """What was evaluated: run, model specs, labels, calibrations and dates (as `evaluate_run`
+    records them), the number of labelled files, and whether the consensus was folded in."""
+    lines = [f"{heading}: {ds.attrs[key]}" for key, heading in ABOUT.items() if ds.attrs.get(key)]
+    lines.append(f"labelled files: {int(ds['n'].max())}")
+    if folded:
+        lines.append("one model: its answers are the final answers (consensus), shown once")
+    return lines
 
 
 def _summary(ds: xr.Dataset) -> pd.DataFrame:
@@ -106,7 +150,7 @@ def _long_tail(ds: xr.Dataset) -> pd.DataFrame:
     accuracy = ds["group_accuracy"].to_pandas()
     macro = ds["group_macro_accuracy"].to_pandas()
     languages = pd.Series(ds["language_group"].values).value_counts()
-    table = pd.DataFrame({"group": accuracy.columns,
+    table = pd.DataFrame({ds.attrs.get("long_tail", "group"): accuracy.columns,
                           "languages": [int(languages.get(g, 0)) for g in accuracy.columns],
                           "files": ds["group_support"].max("model").values})
     for model in accuracy.index:
@@ -120,6 +164,19 @@ def _consensus(ds: xr.Dataset) -> pd.DataFrame:
     accuracy = ds["agreement_accuracy"].to_pandas().T.add_suffix(" accuracy")
     table = pd.concat([table, accuracy.apply(_pct)], axis=1)
     return table[sorted(table.columns)].reset_index()
+
+
+def _misidentified(frame, model: str) -> list[tuple]:
+    wrong, total = misidentified_files(frame, model, MISIDENTIFIED)
+    blocks = [("h3", f"Misidentified files ({model})")]
+    if not total:
+        return blocks + [("p", "None: every labelled file got its language.")]
+    rest = f"; {total - len(wrong)} more are not listed" if total > len(wrong) else ""
+    wrong = wrong.assign(answered=wrong["answered"].fillna("(no answer)"),
+                         confidence=[f"{c:.2f}" if pd.notna(c) else "" for c in wrong["confidence"]])
+    return blocks + [("p", f"{total} files got another language than their label, or none; most confident "
+                           f"first{rest}."),
+                     ("table", wrong)]
 
 
 def _regressions(comparison: Comparison) -> pd.DataFrame:
@@ -151,7 +208,8 @@ def _plot_languages(ds: xr.Dataset, model: str, path: Path) -> str:
     table = table[table["support"] > 0]
     fig, ax = _figure(figsize=(8, 1.2 + 0.26 * len(table)))
     y = np.arange(len(table))[::-1]
-    colours = [GROUP_COLOURS.get(g, "#999999") for g in table["group"]]
+    colour_of = dict(zip([str(g) for g in ds["group"].values], GROUP_COLOURS))
+    colours = [colour_of.get(g, OTHER_COLOUR) for g in table["group"]]
     ax.barh(y, table["recall"], color=colours, height=0.75)
     others = [m for m in ds["model"].values if m != model]
     for other, colour in zip(others, MARKER_COLOURS * len(others)):
@@ -164,23 +222,36 @@ def _plot_languages(ds: xr.Dataset, model: str, path: Path) -> str:
     ax.xaxis.set_ticks_position("both")
     ax.tick_params(axis="x", labeltop=True)
     ax.grid(axis="x", alpha=0.3)
-    handles = [Rectangle((0, 0), 1, 1, color=c) for g, c in GROUP_COLOURS.items() if g in set(table["group"])]
-    labels = [f"{g} support" for g in GROUP_COLOURS if g in set(table["group"])]
+    groups = [g for g in colour_of if g in set(table["group"])]
+    handles = [Rectangle((0, 0), 1, 1, color=colour_of[g]) for g in groups]
+    labels = groups
     markers, marker_labels = ax.get_legend_handles_labels()
     ax.legend(handles + markers, labels + marker_labels, loc="lower right", fontsize=8, framealpha=0.9)
     ax.set_title(f"Accuracy per language, {model} (files in brackets)")
     return _save(fig, path)
 
 
-def _plot_confusion(ds: xr.Dataset, model: str, path: Path) -> str:
+def confusion_shares(ds: xr.Dataset, model: str) -> pd.DataFrame:
+    """Share of each true language's files by the answer they got. Rows: the languages with the
+    most files; columns: those languages first (the diagonal), then the other answers actually
+    given to them, most frequent first, whether or not any file is labelled with them (a model
+    that says Dutch for German must show Dutch); the rest as "other", and "no answer"."""
     confusion = ds["confusion"].sel(model=model).to_pandas()
     top = confusion.sum(axis=1).sort_values(ascending=False)
     top = list(top[top > 0].index[:CONFUSION_LANGUAGES])
     rows = confusion.loc[top]
-    shown = rows[top].copy()
-    shown["other"] = rows.drop(columns=top + [NONE]).sum(axis=1)
+    given = rows.drop(columns=top + [NONE]).sum().sort_values(ascending=False, kind="stable")
+    extra = list(given[given > 0].index[:CONFUSION_OTHERS])
+    shown = rows[top + extra].copy()
+    shown["other"] = rows.drop(columns=top + extra + [NONE]).sum(axis=1)
     shown["no answer"] = rows[NONE]
-    shares = shown.div(rows.sum(axis=1), axis=0).to_numpy()
+    shown = shown.drop(columns=[c for c in ("other", "no answer") if not shown[c].any()])
+    return shown.div(rows.sum(axis=1), axis=0).rename_axis(index="true", columns="answered")
+
+
+def _plot_confusion(ds: xr.Dataset, model: str, path: Path) -> str:
+    shown = confusion_shares(ds, model)
+    top, shares = list(shown.index), shown.to_numpy()
     size = 2.5 + 0.5 * len(shown.columns)
     fig, ax = _figure(figsize=(size, size * len(top) / len(shown.columns) + 1))
     image = ax.imshow(shares, cmap="Blues", vmin=0, vmax=1)
@@ -190,7 +261,7 @@ def _plot_confusion(ds: xr.Dataset, model: str, path: Path) -> str:
                     color="white" if share > 0.6 else "black")
     ax.set_xticks(range(len(shown.columns)), shown.columns, rotation=45, ha="right")
     ax.set_yticks(range(len(top)), top)
-    ax.set_xlabel("predicted")
+    ax.set_xlabel("answered")
     ax.set_ylabel("true")
     ax.set_title(f"Confusion (% of each true language), {model}")
     fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04, shrink=0.8)
@@ -202,26 +273,27 @@ def _plot_reliability(ds: xr.Dataset, path: Path) -> str:
     calibrated = "calibration_ece" in ds
     fig = Figure(figsize=(3.6 * len(models), 5.2), layout="tight")
     axes = fig.subplots(2, len(models), squeeze=False, gridspec_kw={"height_ratios": [3, 1]}, sharex=True)
-    centres = (ds["bin_lower"] + ds["bin_upper"]).values / 2
-    width = (ds["bin_upper"] - ds["bin_lower"]).values
     for k, model in enumerate(models):
         curve, counts = axes[0, k], axes[1, k]
         curve.plot([0, 1], [0, 1], color="grey", lw=0.8, ls=":")
         has_cal = calibrated and not np.isnan(ds["calibration_ece"].sel(model=model)).all()
         if has_cal:
             at = ds.sel(model=model)
+            edges = ds["calibration_bin_lower"].values, ds["calibration_bin_upper"].values
             stages = [(at["calibration_confidence"].sel(stage=s), at["calibration_accuracy"].sel(stage=s),
                        at["calibration_count"].sel(stage=s), float(at["calibration_ece"].sel(stage=s)), s)
                       for s in ("raw", "calibrated")]
         else:
+            edges = ds["bin_lower"].values, ds["bin_upper"].values
             stages = [(ds["reliability_confidence"].sel(model=model), ds["reliability_accuracy"].sel(model=model),
                        ds["reliability_count"].sel(model=model), float(ds["ece"].sel(model=model)), "raw")]
+        centres, width = (edges[0] + edges[1]) / 2, edges[1] - edges[0]
         for (confidence, accuracy, count, ece, stage), colour in zip(stages, ["#d9534f", "#2b6cb0"]):
             curve.plot(confidence, accuracy, "o-", color=colour, ms=3, label=f"{stage}: ECE {100 * ece:.1f}%")
             counts.bar(centres, count, width=width, color=colour, alpha=0.5)
         curve.set_xlim(0, 1)
         curve.set_ylim(0, 1)
-        curve.set_title(model)
+        curve.set_title(f"{model} ({len(centres)} bins)")
         curve.legend(loc="upper left", fontsize=8)
         curve.grid(alpha=0.3)
         counts.set_xlabel("confidence")
@@ -294,6 +366,8 @@ def _markdown(blocks: list[tuple]) -> str:
             lines += ["#" * int(kind[1]) + " " + content[0], ""]
         elif kind == "p":
             lines += [content[0], ""]
+        elif kind == "list":
+            lines += [f"- {item}" for item in content[0]] + [""]
         elif kind == "img":
             lines += [f"![{content[0]}]({content[0]})", ""]
         else:
@@ -312,6 +386,8 @@ def _html(title: str, blocks: list[tuple]) -> str:
             body.append(f"<{kind}>{html.escape(content[0])}</{kind}>")
         elif kind == "p":
             body.append(f"<p>{html.escape(content[0])}</p>".replace("\n", "<br>"))
+        elif kind == "list":
+            body.append("<ul>" + "".join(f"<li>{html.escape(item)}</li>" for item in content[0]) + "</ul>")
         elif kind == "img":
             body.append(f'<img src="{html.escape(content[0])}" alt="{html.escape(content[0])}">')
         else:

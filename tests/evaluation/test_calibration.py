@@ -118,3 +118,16 @@ def test_apply_leaves_models_without_calibration_alone():
     frame = pd.DataFrame({"uri": ["a", "b"], "model": ["m", "n"], "confidence": [0.9, 0.9]})
     out = calibration.apply_calibrations(frame, {"m": calibration.PlattScaling(1.0, -1.0, 1)}).compute()
     assert out["calibrated"].iloc[0] < 0.9 and out["calibrated"].iloc[1] == 0.9
+
+
+def test_undo_gives_back_the_models_own_confidence():
+    """A run whose answers went through a stored calibration is recalibrated on the model's own
+    confidence: undoing the Platt scaling must give it back."""
+    frame = logit_overconfident(2000)
+    fitted = {"m": calibration.PlattScaling(0.5, -0.6, 100)}
+    calibrated = calibration.apply_calibrations(frame, fitted, column="confidence").compute()
+    assert not np.allclose(calibrated["confidence"], frame["confidence"])
+    undone = calibration.undo_calibrations(calibrated, fitted).compute()
+    np.testing.assert_allclose(undone["confidence"], frame["confidence"], atol=1e-5)
+    with pytest.raises(ValueError, match="temperature scaling"):
+        calibration.undo_calibrations(calibrated, {"m": calibration.TemperatureScaling(2.0, 100)})

@@ -90,19 +90,49 @@ def test_reliability_and_ece_from_bins(frame, dataset):
     assert float(at["ece"]) == pytest.approx(float(gap.sum() / at["reliability_count"].sum()))
 
 
-def test_long_tail_terciles_and_resource_levels(frame, dataset):
+def test_long_tail_groups_are_named_by_their_number_of_files(frame, dataset):
     support = frame[frame["model"] == "a"]["label"].value_counts()
     groups = dataset["language_group"].to_series()
-    assert groups["xx"] == "none"  # only ever predicted
-    ranked = support.sort_values(kind="stable").index  # 6 languages: 2 per tercile
-    assert [groups[lang] for lang in ranked] == ["low", "low", "mid", "mid", "high", "high"]
-    part = frame[(frame["model"] == "a") & frame["label"].isin(ranked[:2])]
+    assert groups["xx"] == "no labelled files"  # only ever answered
+    ranked = support.sort_values(kind="stable")  # 6 languages with distinct supports: 2 a group
+    s = [int(n) for n in ranked]
+    names = [f"{s[0]}-{s[1]} files", f"{s[2]}-{s[3]} files", f"≥{s[4]} files"]
+    assert [groups[lang] for lang in ranked.index] == [names[0]] * 2 + [names[1]] * 2 + [names[2]] * 2
+    assert list(dataset["group"].values) == names[::-1]  # most files first
+    part = frame[(frame["model"] == "a") & frame["label"].isin(ranked.index[:2])]
     expected = (part["predicted"] == part["label"]).mean()
-    assert float(dataset["group_accuracy"].sel(model="a", group="low")) == pytest.approx(expected)
+    assert float(dataset["group_accuracy"].sel(model="a", group=names[0])) == pytest.approx(expected)
 
     levels = evaluate(frame, resource_levels={"English": "high", "de": "high", "fi": "low"})
     assert list(levels["group"].values) == ["high", "low", "unknown"]
     assert int(levels["group_support"].sel(model="a", group="low")) == support["fi"]
+
+
+def test_languages_with_as_many_files_share_a_long_tail_group():
+    """Ranks would split languages of equal support between groups, so two groups could both
+    mean "3 files"; grouped by support, they stay together and each name says what it holds."""
+    counts = {"en": 40, "de": 3, "fr": 3, "it": 3, "cs": 3, "fi": 1}
+    labels = [lang for lang, n in counts.items() for _ in range(n)]
+    frame = pd.DataFrame({"uri": range(len(labels)), "model": "m", "label": labels, "predicted": labels,
+                          "confidence": 0.9})
+    groups = evaluate(frame)["language_group"].to_series().to_dict()
+    assert groups == {"en": "≥40 files", "de": "3 files", "fr": "3 files", "it": "3 files", "cs": "3 files",
+                      "fi": "1 file"}
+
+
+@pytest.mark.parametrize(("files", "bins"), [(24, 5), (200, 6), (300, 10), (360, 12), (3000, 15)])
+def test_reliability_bins_follow_the_number_of_files(files, bins):
+    rng = np.random.default_rng(files)
+    frame = pd.DataFrame({"uri": range(files), "model": "m", "label": "en",
+                          "predicted": rng.choice(["en", "de"], files), "confidence": rng.random(files)})
+    ds = evaluate(frame)
+    assert ds.sizes["bin"] == bins == ds.attrs["bins"]
+    assert int(ds["reliability_count"].sum()) == files
+    # ECE keeps its 15 bins whatever the curve's
+    correct = frame["predicted"] == frame["label"]
+    assert float(ds["ece"].item()) == pytest.approx(expected_calibration_error(frame["confidence"], correct, 15))
+    with pytest.raises(ValueError, match="bins"):
+        evaluate(frame, bins=7)
 
 
 def test_consensus_value(frame, dataset):
