@@ -2,7 +2,7 @@
 
 - `identify`: identify files in this process (`lid_dask.cli.identify`);
 - `run`, `status`, `export`, `retry`, `db`: runs in the ledger (`lid_dask.cli.runs`);
-- `evaluate`, `calibrate`, `review`: ground truth (`lid_dask.cli.evaluation`).
+- `evaluate`, `calibrate`, `calibration`, `review`: ground truth (`lid_dask.cli.evaluation`).
 
 The exit code is non-zero only when the command itself fails (bad options, a model that does not
 load, no ledger): files that cannot be identified are reported in the output with their reason.

@@ -1,10 +1,13 @@
-"""``lid-dask evaluate | calibrate | review``: predictions against ground truth."""
+"""``lid-dask evaluate | calibrate | calibration | review``: predictions against ground truth."""
 
 from __future__ import annotations
 
 import datetime as dt
 
+from rich import box
 from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
 
 from lid_dask.cli import options
 
@@ -26,46 +29,67 @@ def add_commands(commands) -> None:
     options.database(evaluate)
     evaluate.set_defaults(handler=evaluate_command)
 
-    calibrate = commands.add_parser("calibrate", help="fit each model's confidence calibration on labelled data")
+    calibrate = commands.add_parser("calibrate", help="fit each model's confidence calibration on labelled data",
+                                    description="Fit on part of the labelled files, check on the rest; a "
+                                                "calibration is stored (and new runs apply it) only if it lowers "
+                                                "the expected calibration error on those held-out files.")
     options.labels(calibrate)
     calibrate.add_argument("--run", required=True, help="a run over labelled files")
     calibrate.add_argument("--dataset", help="name of the labelled set (default: the labels path)")
+    calibrate.add_argument("--force", action="store_true",
+                           help="store each calibration even where it does not lower the held-out error")
     options.database(calibrate)
     calibrate.set_defaults(handler=calibrate_command)
+
+    calibration = commands.add_parser("calibration", help="list or remove stored calibrations")
+    calibration_commands = calibration.add_subparsers(dest="calibration_command", required=True)
+    listing = calibration_commands.add_parser("list", help="stored calibrations, and which ones new runs apply")
+    listing.add_argument("--model", help="only this model's (its name, e.g. whisper-ct2)")
+    options.database(listing)
+    listing.set_defaults(handler=calibration_list_command)
+    remove = calibration_commands.add_parser("remove", help="remove a stored calibration; new runs stop applying it")
+    remove.add_argument("id", type=int, help="its id, from `lid-dask calibration list`")
+    options.database(remove)
+    remove.set_defaults(handler=calibration_remove_command)
 
     review = commands.add_parser("review", help="export files that need a person; import their answers")
     review_commands = review.add_subparsers(dest="review_command", required=True)
     export_review = review_commands.add_parser("export", help="CSV of files to review, with links to listen")
     export_review.add_argument("name", help="run name")
     export_review.add_argument("-o", "--output", required=True)
+    options.storage(export_review)
     options.database(export_review)
     export_review.set_defaults(handler=review_export_command)
     import_review = review_commands.add_parser("import", help="store reviewed languages as ground truth")
     import_review.add_argument("path", help="the exported CSV with reviewed_language filled in")
     import_review.add_argument("--dataset", default="reviewed",
                                help="ground-truth name; evaluate with --labels db:NAME (default reviewed)")
+    options.storage(import_review)
     options.database(import_review)
     import_review.set_defaults(handler=review_import_command)
 
 
 def evaluate_command(args) -> int:
     from lid_dask.evaluation import summary_table, top_confusions, write_report
+    from lid_dask.evaluation.report import distinct_models, primary_model
     from lid_dask.evaluation.workflow import evaluate_run
 
     console = Console(stderr=True)
     run, labels = _labelled_run(args, console)
     dataset = args.dataset or args.labels
     evaluation = evaluate_run(run, labels, dataset, threshold=args.fail_on_regression or 0.02)
+    shown = distinct_models(evaluation.dataset)
+    model = primary_model(shown)
     out = Console()
-    out.print(f"evaluation {evaluation.id} of run {run.name} on {dataset}")
-    out.print(summary_table(evaluation.dataset).round(4).to_string())
-    out.print("top confusions (consensus):")
-    out.print(top_confusions(evaluation.dataset, "consensus", 5).to_string(index=False))
+    out.print(escape(f"evaluation {evaluation.id} of run {run.name} on {dataset}"))
+    out.print(escape(summary_table(shown).round(4).to_string()))
+    out.print(escape(f"top confusions ({model}):"))
+    out.print(escape(top_confusions(shown, model, 5).to_string(index=False)))
     if evaluation.comparison is not None:
-        out.print(evaluation.comparison.summary())
+        out.print(escape(evaluation.comparison.summary()))
     if args.report:
-        write_report(evaluation.dataset, args.report, previous=evaluation.comparison)
-        console.print(f"report written to {args.report}/report.html")
+        write_report(evaluation.dataset, args.report, previous=evaluation.comparison, frame=evaluation.frame)
+        console.print(f"report written to {escape(args.report)}/report.html")
     if args.fail_on_regression is not None and evaluation.comparison is not None:
         return 3 if evaluation.comparison.exit_code() else 0
     return 0
@@ -82,7 +106,7 @@ def _labelled_run(args, console):
     labels = load_ground_truth(args.labels, ledger, kind=args.label_format, split=args.split)
     if labels.unknown:
         console.print(f"[yellow]{sum(labels.unknown.values())} labels name no known language:[/yellow] "
-                      + ", ".join(f"{k!r} ({n})" for k, n in list(labels.unknown.items())[:10]))
+                      + escape(", ".join(f"{k!r} ({n})" for k, n in list(labels.unknown.items())[:10])))
     if args.run:
         return Run(args.run, ledger=ledger), labels
     run = Run.create(f"eval-{dt.datetime.now():%Y%m%d-%H%M%S}", list(labels.frame["uri"]), url, models=args.models)
@@ -96,20 +120,73 @@ def calibrate_command(args) -> int:
 
     console = Console()
     run, labels = _labelled_run(args, Console(stderr=True))
-    effect = calibrate_run(run, labels, args.dataset or args.labels)
-    ece = effect["calibration_ece"].to_pandas()
-    console.print("expected calibration error on held-out files (not used for the fit):")
-    console.print(ece.round(4).to_string())
-    console.print("stored; new runs of these models apply it (`lid-dask run`)")
+    calibrated = calibrate_run(run, labels, args.dataset or args.labels, force=args.force)
+    in_use = run.ledger.evaluations.latest_calibrations(sorted(calibrated.kept_out))
+    console.print("expected calibration error (ECE) on held-out files, which the fit never saw:")
+    for model in map(str, calibrated.effect["model"].values):
+        ece = calibrated.effect["calibration_ece"].sel(model=model)
+        before, after = (_percent(ece.sel(stage=stage)) for stage in ("raw", "calibrated"))
+        name, why = escape(model), calibrated.kept_out.get(model)
+        if model in calibrated.stored:
+            forced = f" (forced: it does not help, {escape(why)})" if why else ""
+            console.print(f"  {name}: [green]stored[/green] as calibration {calibrated.stored[model]}, held-out ECE "
+                          f"{before} -> {after}{forced}; new runs of {name} apply it")
+            continue
+        current = in_use.get(model)
+        then = (f"new runs of {name} still apply calibration {current['id']} (`lid-dask calibration remove "
+                f"{current['id']}` drops it)" if current else f"new runs of {name} apply none")
+        console.print(f"  {name}: [yellow]kept out[/yellow], {escape(why)}; {then}; --force stores it anyway")
     return 0
+
+
+def calibration_list_command(args) -> int:
+    from lid_dask.ledger import Ledger
+
+    ledger = Ledger.existing(options.database_url(args))
+    frame = ledger.evaluations.calibrations_frame(args.model)
+    console = Console()
+    if frame.empty:
+        which = f"of {args.model} " if args.model else ""
+        console.print(escape(f"no calibration {which}stored in {ledger.url_for_display}; `lid-dask calibrate` fits "
+                             "one"))
+        return 0
+    table = Table(title="calibrations: new runs of a model apply the one in use", box=box.SIMPLE_HEAD,
+                  collapse_padding=True, pad_edge=False)
+    for column in ("id", "model", "method", "dataset", "held-out ECE", "date", "in use"):
+        table.add_column(column, justify="right" if column == "id" else "left",
+                         **({"overflow": "fold"} if column == "dataset" else {"no_wrap": True}))
+    for row in frame.itertuples():
+        table.add_row(str(row.id), escape(row.model), row.method, escape(row.dataset),
+                      f"{_percent(row.ece_before)} -> {_percent(row.ece_after)}",
+                      f"{row.created_at.to_pydatetime().astimezone():%Y-%m-%d}", "yes" if row.in_use else "")
+    console.print(table)
+    return 0
+
+
+def calibration_remove_command(args) -> int:
+    from lid_dask.ledger import Ledger
+
+    ledger = Ledger.existing(options.database_url(args))
+    removed = ledger.evaluations.remove_calibration(args.id)
+    model = removed["model"]
+    now = ledger.evaluations.latest_calibrations([model]).get(model)
+    then = f"calibration {now['id']}" if now else "no calibration"
+    Console(stderr=True).print(escape(f"removed calibration {args.id} of {model} (fitted on {removed['dataset']}); "
+                                      f"new runs of {model} apply {then}, runs already made keep theirs"))
+    return 0
+
+
+def _percent(value) -> str:
+    value = float(value) if value is not None else float("nan")
+    return "n/a" if value != value else f"{value:.1%}"
 
 
 def review_export_command(args) -> int:
     from lid_dask.evaluation.workflow import export_review
     from lid_dask.runs import Run
 
-    n = export_review(Run(args.name, options.database_url(args)), args.output)
-    Console(stderr=True).print(f"{n} files to review written to {args.output}; fill in reviewed_language")
+    n = export_review(Run(args.name, options.database_url(args)), args.output, storage_options=args.storage_options)
+    Console(stderr=True).print(f"{n} files to review written to {escape(args.output)}; fill in reviewed_language")
     return 0
 
 
@@ -117,6 +194,8 @@ def review_import_command(args) -> int:
     from lid_dask.evaluation.workflow import import_review
     from lid_dask.ledger import Ledger
 
-    n = import_review(Ledger.existing(options.database_url(args)), args.path, args.dataset)
-    Console(stderr=True).print(f"{n} reviewed labels stored as ground truth; use --labels db:{args.dataset}")
+    n = import_review(Ledger.existing(options.database_url(args)), args.path, args.dataset,
+                      storage_options=args.storage_options)
+    Console(stderr=True).print(f"{n} reviewed labels stored as ground truth; use --labels "
+                               f"db:{escape(args.dataset)}")
     return 0

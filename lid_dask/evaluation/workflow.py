@@ -2,24 +2,28 @@
 
     evaluation = evaluate_run(run, load_ground_truth("labels.csv", run.ledger), dataset="synthetic")
     evaluation.comparison.exit_code()      # regression against the previous evaluation of that dataset
-    calibrate_run(run, labels, dataset)    # fitted, checked on held-out files, stored per model
+    write_report(evaluation.dataset, "report/", previous=evaluation.comparison, frame=evaluation.frame)
+    calibrate_run(run, labels, dataset)    # fitted, checked on held-out files, stored per model if it helps
 """
 
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import dataclass
 
 import fsspec
 import pandas as pd
 import xarray as xr
 
-from lid_dask.evaluation.calibration import calibration_effect, fit_per_model, split_by_uri
+from lid_dask.evaluation.calibration import (calibration_effect, fit_per_model, from_dict, split_by_uri,
+                                            undo_calibrations)
 from lid_dask.evaluation.frames import evaluation_frame
 from lid_dask.evaluation.labels import LabelSet, detect_kind, label_set, load_labels
 from lid_dask.evaluation.metrics import CONSENSUS, evaluate
 from lid_dask.evaluation.regression import Comparison, compare, paired_counts
 from lid_dask.evaluation.serialize import from_json, to_json
-from lid_dask.ledger import Ledger
+from lid_dask.ledger import Ledger, RunInfo
+from lid_dask.ledger.database import utcnow
 from lid_dask.runs import Run
 
 DB_LABELS = "db:"  # prefix of reviewed ground truth stored in the ledger, e.g. db:reviewed
@@ -30,6 +34,16 @@ class Evaluation:
     id: int
     dataset: xr.Dataset
     comparison: Comparison | None
+    frame: object  # the evaluation frame (Dask): per-file rows, for the report's list of misidentified files
+
+
+@dataclass
+class Calibrated:
+    """What `calibrate_run` fitted, how it did on held-out files, and what it stored."""
+
+    effect: xr.Dataset  # calibration_* variables: ECE and reliability before/after, per fitted model
+    stored: dict[str, int]  # model -> id of its stored calibration
+    kept_out: dict[str, str]  # model -> why its calibration was not stored
 
 
 def load_ground_truth(source: str, ledger: Ledger, kind: str = "auto", split: str = "test",
@@ -53,13 +67,18 @@ def evaluation_of(run: Run, labels: LabelSet) -> tuple[xr.Dataset, object]:
 
 
 def evaluate_run(run: Run, labels: LabelSet, dataset: str, threshold: float = 0.02) -> Evaluation:
-    """Evaluate, compare with the previous evaluation of `dataset`, and store it in the ledger."""
+    """Evaluate, compare with the previous evaluation of `dataset`, and store it in the ledger.
+
+    The Dataset's attrs say what was evaluated (run, model specs, dates), so a stored evaluation
+    still says it when its report is written later.
+    """
     ds, frame = evaluation_of(run, labels)
     ledger = run.ledger
+    info = ledger.get_run(run.name)  # fresh: the fingerprint is written when the run executes
+    ds.attrs.update(_about(info, dataset))
     models = [str(m) for m in ds["model"].values]
     summary = {m: {k: _number(ds[k].sel(model=m)) for k in ("n", "accuracy", "macro_f1", "ece", "coverage")}
                for m in models}
-    info = ledger.get_run(run.name)
     evaluation_id = ledger.evaluations.save_evaluation(dataset, info.id, models, info.fingerprint, summary, to_json(ds))
     previous_id = ledger.evaluations.previous_evaluation(dataset, evaluation_id)
     comparison = None
@@ -70,25 +89,52 @@ def evaluate_run(run: Run, labels: LabelSet, dataset: str, threshold: float = 0.
         if previous_run is not None:
             paired = paired_counts(frame, evaluation_frame(previous_run.to_dask(), labels, previous_run.predictions()))
         comparison = compare(ds, previous, paired, threshold=threshold)
-    return Evaluation(evaluation_id, ds, comparison)
+    return Evaluation(evaluation_id, ds, comparison, frame)
 
 
-def calibrate_run(run: Run, labels: LabelSet, dataset: str, test_fraction: float = 0.3) -> xr.Dataset:
-    """Fit a calibration per model on part of the labelled files; measure it on the rest; store it.
+def calibrate_run(run: Run, labels: LabelSet, dataset: str, test_fraction: float = 0.3,
+                  force: bool = False) -> Calibrated:
+    """Fit a calibration per model on part of the labelled files; measure it on the rest; store
+    the ones that lower the expected calibration error there.
 
-    The split is by a hash of the file URI, so the held-out files never influence the fit.
-    Returns the before/after reliability Dataset (``calibration_*`` variables).
+    A calibration that does not beat none on the held-out files (or has none to be checked on)
+    is not stored unless `force`: stored, new runs would apply it without anyone noticing, and
+    a rejected fit is not worth keeping (refitting gives it back). Only what helps is in the
+    ledger, so `calibrations_frame` lists what new runs apply. The split is by a hash of the
+    file URI, so the held-out files never influence the fit. When the run's answers already went
+    through a calibration, it is undone first: the new one replaces it, on the model's own
+    confidence.
     """
     frame = evaluation_frame(run.to_dask(), labels, run.predictions())
+    info = run.ledger.get_run(run.name)
+    applied = {model: from_dict(entry["params"]) for model, entry in applied_calibrations(info).items()}
+    frame = undo_calibrations(frame, applied)
     fit_part, held_out = split_by_uri(frame, test_fraction=test_fraction, salt=f"calibrate:{dataset}")
     fitted = {model: cal for model, cal in fit_per_model(fit_part).items() if model != CONSENSUS}
-    effect = calibration_effect(held_out, fitted)
-    shas = {m.get("name"): m.get("model_sha256") for m in (run.ledger.get_run(run.name).fingerprint or {}).get("models", [])}
+    effect = calibration_effect(held_out[held_out["model"].isin(list(fitted))], fitted).reindex(model=list(fitted))
+    shas = {m.get("name"): m.get("model_sha256") for m in (info.fingerprint or {}).get("models", [])}
+    stored, kept_out = {}, {}
     for model, calibration in fitted.items():
-        ece = effect["calibration_ece"].sel(model=model)
-        run.ledger.evaluations.save_calibration(model, shas.get(model), calibration.to_dict()["method"], calibration.to_dict(),
-                                    dataset, _number(ece.sel(stage="raw")), _number(ece.sel(stage="calibrated")))
-    return effect
+        before, after = (_number(effect["calibration_ece"].sel(model=model, stage=s)) for s in ("raw", "calibrated"))
+        if after is None:
+            kept_out[model] = "no held-out file to check it on"
+        elif after >= before:
+            kept_out[model] = f"held-out ECE {after:.1%} with it, {before:.1%} without"
+        if model in kept_out and not force:
+            continue
+        params = calibration.to_dict()
+        stored[model] = run.ledger.evaluations.save_calibration(model, shas.get(model), params["method"], params,
+                                                                dataset, before, after)
+    return Calibrated(effect, stored, kept_out)
+
+
+def applied_calibrations(info: RunInfo) -> dict[str, dict]:
+    """The stored calibrations a run's answers went through: those in its settings that were
+    fitted on the weights it loaded (the engine's own rule, `Identifier._check_calibrations`)."""
+    stored = info.config.get("identify", {}).get("calibrations") or {}
+    loaded = {m.get("name"): m.get("model_sha256") for m in (info.fingerprint or {}).get("models", [])}
+    return {model: entry for model, entry in stored.items()
+            if not (entry.get("model_sha256") and loaded.get(model) and entry["model_sha256"] != loaded[model])}
 
 
 def export_review(run: Run, path: str, storage_options: dict | None = None) -> int:
@@ -128,6 +174,20 @@ def _listen_link(uri: str, storage_options: dict | None) -> str:
         return fs.sign(path, expiration=7 * 24 * 3600)
     except NotImplementedError:
         return uri
+
+
+def _about(info: RunInfo, dataset: str) -> dict:
+    """The run, its model specs, the calibrations its answers went through, and the dates."""
+    models = [m.get("spec") or m["name"] for m in (info.fingerprint or {}).get("models", [])]
+    about = {"run": info.name, "models": ", ".join(models or info.config.get("identify", {}).get("models", [])),
+             "dataset": dataset}
+    calibrations = applied_calibrations(info)
+    if calibrations:
+        about["calibrations"] = ", ".join(f"{m}: calibration {e.get('id')}" for m, e in sorted(calibrations.items()))
+    if info.created_at is not None:
+        about["run_created"] = f"{info.created_at.astimezone(dt.timezone.utc):%Y-%m-%d %H:%M} UTC"
+    about["evaluated"] = f"{utcnow():%Y-%m-%d %H:%M} UTC"
+    return about
 
 
 def _run_of_evaluation(ledger: Ledger, evaluation_id: int) -> Run | None:

@@ -71,6 +71,30 @@ class EvaluationStore:
         return out
 
     @transient
+    def calibrations_frame(self, model: str | None = None) -> pd.DataFrame:
+        """Stored calibrations, oldest first. ``in_use``: the newest of its model, the one new runs apply."""
+        c = s.calibrations
+        query = sa.select(c).order_by(c.c.id)
+        if model:
+            query = query.where(c.c.model == model)
+        with self.db.engine.connect() as connection:
+            frame = pd.read_sql(query, connection)
+        frame["created_at"] = pd.to_datetime(frame["created_at"], utc=True)  # SQLite gives it back without a zone
+        frame["in_use"] = ~frame["model"].duplicated(keep="last")
+        return frame
+
+    @transient
+    def remove_calibration(self, calibration_id: int) -> dict:
+        """Delete a stored calibration, so new runs fall back on the model's previous one (or none);
+        runs already made keep the one in their settings. Returns the deleted row."""
+        c = s.calibrations
+        with self.db.engine.begin() as connection:
+            row = connection.execute(sa.delete(c).where(c.c.id == calibration_id).returning(*c.c)).first()
+        if row is None:
+            raise LookupError(f"no calibration {calibration_id} in the ledger (`lid-dask calibration list`)")
+        return dict(row._mapping)
+
+    @transient
     def save_labels(self, dataset: str, rows: Iterable[dict], source: str) -> int:
         """Upsert reviewed ground truth: rows of uri, language and optionally reviewer."""
         now = utcnow()

@@ -64,7 +64,8 @@ def test_read_only_commands_create_nothing_where_there_is_no_ledger(tmp_path):
     missing = tmp_path / "nowhere" / "ledger.db"
     url = f"sqlite:///{missing}"
     for command in (["status"], ["status", "r"], ["export", "r", "-o", str(tmp_path / "x.csv")],
-                    ["review", "export", "r", "-o", str(tmp_path / "review.csv")], ["retry", "r"]):
+                    ["review", "export", "r", "-o", str(tmp_path / "review.csv")], ["retry", "r"],
+                    ["calibration", "list"], ["calibration", "remove", "1"]):
         out = cli(*command, "--db", url)
         assert out.returncode == 2, (command, out.stderr)
         assert f"no ledger at {url}: no such file" in " ".join(out.stderr.split()), command
