@@ -2,6 +2,7 @@
 against the ledger, Run.monitor live and from the ledger, lid-dask status with drift."""
 
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -15,12 +16,14 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from lid_dask.cluster import connect
 from lid_dask.monitor import PAGE
+from lid_dask.ledger import Ledger, LedgerError
 from lid_dask.runs import Run
 
 from . import fault_plugins  # noqa: F401 - registers the content-hash backend here too
+from .conftest import ROOT
 
 FILES = 40
-ENGINE = dict(models="content-hash?delay=0.25", vad="none", windows="first:1x4")
+ENGINE = dict(models="content-hash?delay=0.5", vad="none", windows="first:1x4")
 
 
 @pytest.fixture(scope="module")
@@ -139,16 +142,56 @@ def test_status_shows_drift_against_an_earlier_run(noise_clips, tmp_path):
     assert shown.returncode == 0, shown.stderr
     assert "against the run before" in " ".join(shown.stdout.split())
     assert "needs 200 files on each side" in " ".join(shown.stdout.split())
+    watching = subprocess.Popen([sys.executable, "-m", "lid_dask.cli", "status", "after", "--db", db, "--watch", "0.5"],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(6)
+    watching.send_signal(signal.SIGINT)
+    out, err = watching.communicate(timeout=30)
+    assert watching.returncode == 0, err
+    assert out.count("redrawn every 0.5 s") >= 2 and out.count("drift (PSI") >= 2 and "Traceback" not in err
     refused = subprocess.run([sys.executable, "-m", "lid_dask.cli", "run", str(noise_clips), "--db", db,
                               "--drift-baseline", "nonesuch"], capture_output=True, text=True, timeout=120)
     assert refused.returncode != 0 and "drift_baseline names no run" in refused.stderr
 
 
-@pytest.fixture(scope="module")
-def browser():
-    from playwright.sync_api import sync_playwright
 
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path="/usr/bin/chromium", args=["--no-sandbox"])
-        yield chromium
-        chromium.close()
+@pytest.mark.slow
+def test_figures_stay_equal_to_the_ledger_across_an_orchestrator_killed_on_a_long_lived_scheduler(
+        noise_clips, pg_url):
+    """`dask scheduler --preload lid_dask.monitor` outlives its orchestrators: a killed one's
+    batches still answer afterwards, and only what the ledger accepted is counted."""
+    from .conftest import start_long_lived_cluster, stop_processes
+
+    address, processes = start_long_lived_cluster(scheduler_preloads=("lid_dask.monitor",))
+    start = "import sys, tests.fault_plugins; from lid_dask.cli import main; sys.exit(main())"
+    command = [sys.executable, "-c", start, "run", str(noise_clips), "--name", "restarted", "--db", pg_url,
+               "--scheduler", address, "--no-progress", "--batch-files", "4", "--vad", "none",
+               "--windows", "first:1x4", "--model", "content-hash?delay=0.3"]
+    try:
+        first = subprocess.Popen(command, cwd=ROOT, start_new_session=True, stdout=subprocess.DEVNULL,
+                                 stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            try:  # read-only: the orchestrator creates the tables
+                ledger = Ledger.existing(pg_url)
+                if ledger.counts(ledger.get_run("restarted").id)["done"] >= 6:
+                    break
+            except (LedgerError, LookupError):  # not created yet
+                pass
+            time.sleep(0.2)
+        os.killpg(first.pid, signal.SIGKILL)
+        first.wait()
+        second = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300)
+        assert second.returncode == 0, second.stderr
+        from distributed import Client
+
+        with Client(address) as client:
+            recorded = metrics(client)
+        run = Run("restarted", pg_url)
+        counts = run.ledger.counts(run.info.id)
+        assert counts["done"] == FILES
+        assert recorded[("lid_dask_files_total", (("outcome", "identified"), ("run", "restarted")))] == FILES
+        for language, files, _ in run.ledger.answers(run.info.id):
+            assert recorded[("lid_dask_answers_total", (("language", language), ("run", "restarted")))] == files
+    finally:
+        stop_processes(processes)
