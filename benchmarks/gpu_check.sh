@@ -22,7 +22,13 @@ STATUS=()
 note() { STATUS+=("$1"); echo "--- $1"; }
 
 if [ "${1:-}" = "--cpu-smoke" ]; then
-    [ -x .venv/bin/python ] && PY=.venv/bin/python
+    [ -z "${PYTHON:-}" ] && [ -x .venv/bin/python ] && PY=.venv/bin/python
+    # It builds the models with torch and transformers, which the demo's .venv (lid-dask[bundled]) lacks.
+    "$PY" -c "import torch, transformers" 2>/dev/null || {
+        echo "FAIL: --cpu-smoke needs torch and transformers in $PY: $PY -m pip install -e '.[transformers]'" \
+             "(scripts/test.sh installs them)" >&2
+        exit 2
+    }
     timeout 300 "$PY" -m benchmarks.gpu_throughput --cpu-smoke --out "$OUT" --workdir "$WORKDIR"
     rc=$?
     timeout 60 "$PY" -m benchmarks.gpu_throughput --dask-check --out "$OUT" --workdir "$WORKDIR-cpu"
