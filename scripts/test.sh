@@ -6,7 +6,7 @@ cd "$(dirname "$0")/.."
 bash scripts/system-packages.sh
 python3 -m venv .venv
 .venv/bin/pip install -q --upgrade pip
-# torch==2.13.0 is the CPU build (pinned in the transformers extra too); see README "PyTorch".
+# torch==2.13.0 is the CPU build (pinned in the transformers extra too); see README "SpeechBrain".
 .venv/bin/pip install -q "torch==2.13.0" -e ".[dev]"
 .venv/bin/python -m pytest "$@"
 
