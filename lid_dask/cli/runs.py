@@ -98,6 +98,14 @@ def run_command(args) -> int:
                     drift_baseline=args.drift_baseline)
     settings = {k: v for k, v in settings.items() if v is not None}
     url = options.database_url(args)
+    if args.name and not args.sources:  # resuming by name: a run that is not there would be made empty
+        from lid_dask.ledger.database import LedgerError
+
+        try:
+            Run(args.name, url)
+        except (LookupError, LedgerError) as exc:  # no such run, or no ledger there
+            raise LookupError(f"{exc}; to start run {args.name!r}, give its SOURCES: "
+                              f"lid-dask run SOURCES --name {args.name}") from None
     # Everything is checked, and the sources listed, before a cluster starts.
     run = Run.create(args.name, args.sources, url, allowed_roots=args.allowed_roots,
                      **options.engine_settings(args), **settings)

@@ -56,6 +56,19 @@ def test_a_source_that_names_nothing_registers_nothing(tmp_path):
     assert runs_in(db) == []
 
 
+def test_resuming_a_run_that_is_not_there_makes_none(samples_dir, tmp_path):
+    """`lid-dask run --name X` resumes X: in a ledger without X (a typo, another --db) it used to
+    make an empty X and start a cluster that had nothing to do."""
+    db = tmp_path / "ledger.db"
+    Run.create("podcasts", [str(samples_dir / "manifest.csv")], db=f"sqlite:///{db}", models="null",
+               allowed_roots=[str(samples_dir)])
+    for url in (f"sqlite:///{db}", f"sqlite:///{tmp_path / 'other.db'}"):
+        out = cli("run", "--name", "podcast", "--db", url, "--no-progress")
+        assert out.returncode == 2 and "to start run 'podcast', give its SOURCES" in " ".join(out.stderr.split())
+        assert "dashboard: http" not in out.stderr
+    assert runs_in(db) == ["podcasts"] and not (tmp_path / "other.db").exists()
+
+
 def test_options_that_differ_from_an_existing_run_say_what_differs_and_how_to_go_on(samples_dir, tmp_path):
     db = tmp_path / "ledger.db"
     Run.create("podcasts", [str(samples_dir / "manifest.csv")], db=f"sqlite:///{db}", models="null",
