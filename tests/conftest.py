@@ -243,3 +243,22 @@ def long_lived_cluster():
     address, processes = start_long_lived_cluster()
     yield address
     stop_processes(processes)
+
+
+CHROMIUM = Path("/usr/bin/chromium")
+
+
+@pytest.fixture(scope="session")
+def browser():
+    """Headless Debian chromium driven by playwright (no browser download), for the pages lid-dask
+    serves. Host names other than loopback resolve to nothing, so a page that would need the
+    internet fails here as it would on an offline cluster."""
+    if not CHROMIUM.exists():
+        pytest.skip(f"{CHROMIUM} is missing: install Debian's chromium package (scripts/system-packages.sh)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=[
+            "--no-sandbox", "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE localhost, EXCLUDE 127.0.0.1"])
+        yield chromium
+        chromium.close()
