@@ -2,6 +2,7 @@
 against the ledger, Run.monitor live and from the ledger, lid-dask status with drift."""
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -71,6 +72,7 @@ def test_the_page_shows_a_running_run_and_metrics_match_the_ledger(noise_clips, 
         assert page.locator(".lid-dask-run").inner_text() == "watched"
         assert page.locator(".lid-dask-drift").count() == 4
         assert page.locator(".lid-dask-worker").count() == 1
+        assert re.fullmatch("[0-9a-f]{16}", page.locator(".lid-dask-worker code").inner_text())  # its fingerprint
         assert page.locator("canvas").count() >= 5  # the charts are drawn
         page.screenshot(path=tmp_path / "monitor.png", full_page=True)
         assert (tmp_path / "monitor.png").stat().st_size > 20_000

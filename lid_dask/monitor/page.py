@@ -182,13 +182,16 @@ class Page:
             elapsed = max(1.0, min(60.0, time.time() - last[0]))
             drifted = bool(worker["drift"])
             environment = html.escape("; ".join(worker["drift"])) if drifted else "same as the run"
+            digest = self.monitor.fingerprints.get(name, {}).get("digest", "")  # what the worker itself reported
             style = ' style="background:#ffd6d9"' if drifted else ""
             rows.append(f'<tr class="lid-dask-worker" data-drifted="{str(drifted).lower()}"{style}>'
                         f"<td>{html.escape(name)}</td><td>{worker['files']:,.0f}</td><td>{last[1] / elapsed:.2f}</td>"
-                        f"<td>{last[2] / elapsed:.2f}</td><td>{environment}</td></tr>")
+                        f"<td>{last[2] / elapsed:.2f}</td><td><code>{html.escape(digest)}</code></td>"
+                        f"<td>{environment}</td></tr>")
         self.workers.text = (
             "<b>Workers</b> (answered in the last 15 minutes)<table style='border-collapse:collapse' cellpadding=3>"
-            "<tr><th>worker</th><th>files</th><th>files/s</th><th>audio h/h</th><th>environment</th></tr>"
+            "<tr><th>worker</th><th>files</th><th>files/s</th><th>audio h/h</th><th>fingerprint</th>"
+            "<th>environment</th></tr>"
             + "".join(rows) + "</table>")
 
 

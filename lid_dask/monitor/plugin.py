@@ -80,9 +80,7 @@ class MonitorPlugin(SchedulerPlugin):
             log.warning("cannot bound the scheduler's lid-dask events (%s): it keeps Dask's default number", exc)
 
     def _fingerprint(self, address: str, environment: dict) -> None:
-        packages = environment.get("packages") if isinstance(environment.get("packages"), dict) else {}
-        self.fingerprints[address] = {"digest": fp.digest(environment), "seen": time.time(),
-                                      "python": str(environment.get("python")), "lid_dask": str(packages.get("lid-dask"))}
+        self.fingerprints[address] = {"digest": fp.digest(environment), "seen": time.time()}
         self.fingerprints.move_to_end(address)
         while len(self.fingerprints) > WORKERS_KEPT:
             self.fingerprints.popitem(last=False)
