@@ -120,7 +120,13 @@ def checkout(tmp_path) -> Path:
     return work
 
 
-@pytest.mark.parametrize("doc, section", sorted(SECTIONS), ids=[f"{d}: {s}" for d, s in sorted(SECTIONS)])
+SLOW = ("Runs",)  # README sections that start local clusters again and again: about a minute on 2 busy cores
+PARAMS = [pytest.param(doc, section, id=f"{doc}: {section}",
+                       marks=[pytest.mark.slow] if doc == "README.md" and section.startswith(SLOW) else [])
+          for doc, section in sorted(SECTIONS)]
+
+
+@pytest.mark.parametrize("doc, section", PARAMS)
 def test_examples_of_a_section_run(doc, section, checkout):
     """Each block as a reader runs it: a shell block with `set -euo pipefail`, Python as a script."""
     units: list[list[Block]] = []
