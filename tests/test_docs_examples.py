@@ -120,7 +120,7 @@ def checkout(tmp_path) -> Path:
     return work
 
 
-SLOW = ("Runs",)  # README sections that start local clusters again and again: about a minute on 2 busy cores
+SLOW = ("Runs", "Watching")  # README sections that start local clusters again and again: about a minute on 2 busy cores
 PARAMS = [pytest.param(doc, section, id=f"{doc}: {section}",
                        marks=[pytest.mark.slow] if doc == "README.md" and section.startswith(SLOW) else [])
           for doc, section in sorted(SECTIONS)]
