@@ -28,7 +28,7 @@ from faster_whisper.feature_extractor import FeatureExtractor
 from lid_dask.audio import SAMPLE_RATE
 from lid_dask.languages import to_code
 from lid_dask.models.base import Backend, ModelSpec, file_digest, pad_to
-from lid_dask.models.bundled import BUNDLED_SHA256, bundled_model_dir
+from lid_dask.models.bundled import bundled_model_dir
 
 MAX_CONTEXT = 30.0
 # Both numbers come from studies/short_context_answers.py on the dev split's audio, without
@@ -62,17 +62,17 @@ def _not_a_missing_folder(source: str) -> None:
                          "ct2-transformers-converter)")
 
 
-def resolve_ct2_source(source: str | None) -> tuple[Path, str | None]:
-    """(folder, known sha256): ``bundled``/None, a local folder, or a Hub id (needs the network)."""
+def resolve_ct2_source(source: str | None) -> Path:
+    """The model's folder: ``bundled``/None, a local folder, or a Hub id (needs the network)."""
     if source in (None, "bundled"):
-        return bundled_model_dir(), BUNDLED_SHA256
+        return bundled_model_dir()
     if os.path.isdir(source):
-        return Path(source), None
+        return Path(source)
     _not_a_missing_folder(source)
     from faster_whisper.utils import download_model
 
     try:
-        return Path(download_model(source)), None
+        return Path(download_model(source))
     except Exception as exc:
         raise RuntimeError(f"cannot load Whisper model {source!r}: not a folder and the Hub download "
                            f"failed ({type(exc).__name__}: {exc})") from exc
@@ -93,11 +93,14 @@ class WhisperCT2(Backend):
         if spec.source not in (None, "bundled") and not os.path.isdir(spec.source):
             _not_a_missing_folder(spec.source)
             return None
-        return [to_code(token) for token in _language_tokens(resolve_ct2_source(spec.source)[0])]
+        return [to_code(token) for token in _language_tokens(resolve_ct2_source(spec.source))]
 
     def __init__(self, spec: ModelSpec, device: str = "cpu"):
         super().__init__(spec, device)
-        self.path, self._sha256 = resolve_ct2_source(spec.source)
+        self.path = resolve_ct2_source(spec.source)
+        # The weights loaded, hashed once: a model folder changed after it was verified (or another
+        # image's) shows in the fingerprint as drift, and batches need not hash it again.
+        self._sha256 = file_digest(self.path / "model.bin")
         self.compute_type = spec.options.get("compute_type", "float16" if device == "cuda" else "int8")
         # On CPU a batch saves no time (measured: benchmarks/README.md) and a large one costs
         # ~200 MB of activations; GPUs need large batches to be busy.
@@ -165,7 +168,6 @@ class WhisperCT2(Backend):
         return probabilities
 
     def fingerprint(self) -> dict:
-        sha256 = self._sha256 or file_digest(self.path / "model.bin")
         return {**super().fingerprint(), "compute_type": self.compute_type, "context": self.context,
                 "recheck": self.recheck, "recheck_context": self.recheck_context,
-                "model_sha256": sha256, "ctranslate2": ctranslate2.__version__}
+                "model_sha256": self._sha256, "ctranslate2": ctranslate2.__version__}
