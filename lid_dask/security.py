@@ -1,6 +1,6 @@
 """Who may do what on a lid-dask TLS cluster: the role in each certificate, checked on every connection.
 
-Each certificate from ``cluster/make-certs.sh`` names its role in its subject (``O=lid-dask``,
+Each certificate from ``lid-dask certs`` (`lid_dask.tls`) names its role in its subject (``O=lid-dask``,
 ``OU=scheduler|worker|client``). Dask itself only asks that a certificate be signed by the cluster's
 CA, so the worker key, which sits on a hundred third-party hosts, would otherwise work as a client:
 it could submit code that the scheduler unpickles and runs (on itself and, through it, on every
@@ -105,8 +105,8 @@ async def _admit(handle_comm, policy: dict[str, Allows], server: str, comm) -> N
     role = certificate_role(peercert)
     if role not in policy:
         log.warning("%s refused a connection from %s: its certificate (%s) names no lid-dask role "
-                    "(O=%s, OU=scheduler|worker|client); certificates from an older make-certs.sh must be "
-                    "made again", server, comm.peer_address, _subject(peercert), ORGANIZATION)
+                    "(O=%s, OU=scheduler|worker|client); certificates made without roles must be made again "
+                    "with lid-dask certs", server, comm.peer_address, _subject(peercert), ORGANIZATION)
         comm.abort()
         return
     if policy[role] is not None:

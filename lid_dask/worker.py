@@ -15,6 +15,7 @@ import os
 from distributed import get_worker
 
 from lid_dask import fingerprint as fp
+from lid_dask import health
 from lid_dask.config import IdentifyConfig
 from lid_dask.engine import Identifier
 from lid_dask.storage import worker_options
@@ -57,9 +58,18 @@ def dask_setup(worker) -> None:
 
     ``LID_DASK_MODELS`` (comma-separated specs) names the models to warm up; the fingerprint
     is published so that the orchestrator sees a drifted worker even before it runs a batch.
+    With ``LID_DASK_HEALTH_DIR`` (``lid-dask worker``), the worker's status is written there for
+    ``lid-dask health``. Preloads run before the worker registers with the scheduler.
     """
     specs = [m for m in os.environ.get("LID_DASK_MODELS", "").split(",") if m]
-    if not specs:
-        return
-    config_json = IdentifyConfig(models=tuple(specs)).to_json()
-    worker.log_event(FINGERPRINT_TOPIC, {"worker": str(worker.name), "fingerprint": worker_fingerprint(config_json)})
+    status = health.reporter(worker, specs)
+    if specs:
+        config_json = IdentifyConfig(models=tuple(specs)).to_json()
+        worker.log_event(FINGERPRINT_TOPIC, {"worker": str(worker.name),
+                                             "fingerprint": worker_fingerprint(config_json)})
+    if status:
+        status.started()
+
+
+def dask_teardown(worker) -> None:
+    health.closing(worker)

@@ -255,9 +255,9 @@ def test_a_resumed_run_accepts_its_own_workers(tmp_path, clips, local_client):
 
 @pytest.mark.slow
 def test_tls_cluster_from_the_deployment_scripts(tmp_path, clips):
-    """Certificates from cluster/make-certs.sh, scheduler and worker from their launch scripts."""
+    """Certificates from lid-dask certs, scheduler and worker from their launch scripts."""
     certs = tmp_path / "certs"
-    sh("bash", str(ROOT / "cluster" / "make-certs.sh"), str(certs))
+    sh(str(Path(sys.executable).parent / "lid-dask"), "certs", str(certs))
     port = free_port()
     env = {**os.environ, "CERTS": str(certs), "HOST": "127.0.0.1", "PORT": str(port),
            "DASHBOARD_PORT": str(free_port()), "SCHEDULER": f"tls://127.0.0.1:{port}"}

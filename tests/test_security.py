@@ -1,4 +1,4 @@
-"""TLS roles: each certificate from cluster/make-certs.sh does its own role's job and nothing else.
+"""TLS roles: each certificate from `lid-dask certs` does its own role's job and nothing else.
 
 The cluster tests start the scheduler and one worker from the deployment scripts, on loopback only,
 and try every certificate where it does not belong. The worker loads the ``null`` model: no model
@@ -40,7 +40,7 @@ BIN = str(Path(sys.executable).parent)
 
 
 def make_certs(folder: Path) -> Path:
-    sh("bash", str(ROOT / "cluster" / "make-certs.sh"), str(folder))
+    sh(str(Path(BIN) / "lid-dask"), "certs", str(folder))
     return folder
 
 
@@ -69,7 +69,7 @@ def subject(peercert_fields: dict[str, str]) -> dict:
 def test_certificate_role_reads_the_subject():
     assert certificate_role(subject({"organizationName": "lid-dask", "organizationalUnitName": "worker",
                                      "commonName": "lid-dask-worker"})) == "worker"
-    assert certificate_role(subject({"commonName": "lid-dask-worker"})) is None  # an older make-certs.sh
+    assert certificate_role(subject({"commonName": "lid-dask-worker"})) is None  # made without roles
     assert certificate_role(subject({"organizationName": "other", "organizationalUnitName": "client"})) is None
     assert certificate_role(subject({"organizationName": "lid-dask", "organizationalUnitName": "admin"})) is None
     assert certificate_role({"subject": ((("organizationName", "lid-dask"),), (("organizationalUnitName", "client"),),
@@ -77,7 +77,7 @@ def test_certificate_role_reads_the_subject():
     assert certificate_role(None) is None and certificate_role({}) is None
 
 
-def test_make_certs_gives_each_role_its_subject_and_usage(tmp_path):
+def test_certs_give_each_role_its_subject_and_usage(tmp_path):
     certs = make_certs(tmp_path / "certs")
     usages = {"scheduler": {ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH},
               "worker": {ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH},
@@ -238,7 +238,7 @@ def test_a_worker_stream_carries_only_worker_operations(cluster):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("case", ["another CA", "no role (older make-certs.sh)", "plain tcp"])
+@pytest.mark.parametrize("case", ["another CA", "no role (made without roles)", "plain tcp"])
 def test_connections_without_a_role_are_refused(cluster, case):
     certs = cluster.certs
     if case == "another CA":

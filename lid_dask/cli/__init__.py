@@ -2,7 +2,8 @@
 
 - `identify`: identify files in this process (`lid_dask.cli.identify`);
 - `run`, `status`, `export`, `retry`, `db`: runs in the ledger (`lid_dask.cli.runs`);
-- `evaluate`, `calibrate`, `calibration`, `review`: ground truth (`lid_dask.cli.evaluation`).
+- `evaluate`, `calibrate`, `calibration`, `review`: ground truth (`lid_dask.cli.evaluation`);
+- `worker`, `scheduler`, `certs`, `health`: the cluster's processes (`lid_dask.cli.cluster`).
 
 The exit code is non-zero only when the command itself fails (bad options, a model that does not
 load, no ledger): files that cannot be identified are reported in the output with their reason.
@@ -18,9 +19,9 @@ from rich.console import Console
 from rich.markup import escape
 from sqlalchemy.exc import SQLAlchemyError
 
-from lid_dask.cli import evaluation, identify, runs
+from lid_dask.cli import cluster, evaluation, identify, runs
 
-FAMILIES = (identify, runs, evaluation)
+FAMILIES = (identify, runs, evaluation, cluster)
 
 
 def parser() -> argparse.ArgumentParser:
