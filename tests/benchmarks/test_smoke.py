@@ -11,6 +11,7 @@ import json
 import os
 import shutil
 import subprocess
+import tarfile
 
 import pytest
 
@@ -19,7 +20,8 @@ from .conftest import ROOT, run_module
 BENCHMARKS = ROOT / "benchmarks"
 # Every runnable module of benchmarks/, each with a smoke test below.
 MODULES = ["bench_accuracy_throughput", "bench_cluster_e2e", "bench_evaluation_scale", "bench_ledger_scale",
-           "bench_long_files", "bench_memory", "bench_orchestration", "gpu_throughput", "record_evaluation"]
+           "bench_long_files", "bench_memory", "bench_orchestration", "cost_model", "gpu_throughput",
+           "record_evaluation"]
 
 
 def test_every_benchmark_module_is_listed_here():
@@ -103,17 +105,56 @@ def test_memory(tiny_synth, tmp_path):
 
 
 def test_gpu_check_cpu_smoke(tmp_path):
-    """`gpu_check.sh --cpu-smoke`: gpu_throughput builds and times random-weight Whispers (a tiny
-    one and base) on CPU; its dask-cuda check fails without a GPU, as it says."""
-    env = {**os.environ, "OUT": str(tmp_path / "out"), "WORKDIR": str(tmp_path / "models")}
+    """`gpu_check.sh --cpu-smoke`: every step but the CUDA calls. A carry (as gpu_prepare.sh packs it:
+    part of the image's lock and a site folder) is unpacked and checked against the lock;
+    gpu_throughput builds and times random-weight Whispers (a tiny one and base) on CPU; a lid-dask
+    run goes end to end through a SQLite ledger on a local cluster; the dask-cuda check fails
+    without a GPU, as it says."""
+    carry, site = tmp_path / "carry", tmp_path / "site"
+    run_module("benchmarks.gpu_throughput", "--lock-subset", "locket", "--lock", "requirements/image.lock",
+               "--out", str(carry / "carry.lock"))
+    (site / "locket-1.0.0.dist-info").mkdir(parents=True)
+    (site / "locket-1.0.0.dist-info" / "METADATA").write_text("Metadata-Version: 2.1\nName: locket\nVersion: 1.0.0\n")
+    with tarfile.open(carry / "site.tar.xz", "w:xz") as tar:
+        tar.add(site, arcname="site")
+    env = {**os.environ, "OUT": str(tmp_path / "out"), "WORKDIR": str(tmp_path / "models"), "CARRY": str(carry),
+           "SITE": str(tmp_path / "unpacked")}
     done = subprocess.run(["bash", "benchmarks/gpu_check.sh", "--cpu-smoke"], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=400)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    assert "windows/s" in done.stdout and "throughput rc=0" in done.stdout
+    assert "windows/s" in done.stdout and "throughput rc=0, e2e rc=0" in done.stdout
+    assert "================ summary" in done.stdout and "unpacked the carried part of the lock" in done.stdout
+    lock = json.loads((tmp_path / "out" / "lock_check.json").read_text())
+    assert lock["ok"] and lock["carried_from_lock"] == ["locket"] and lock["packages"] > 50
+    assert "--hash=sha256:" in (tmp_path / "out" / "carry-smoke.lock").read_text()
     result = json.loads((tmp_path / "out" / "gpu_throughput_cpu_smoke.json").read_text())
     assert result["device"] == "cpu"
     assert {row["model"] for row in result["rows"]} == {"tiny-test", "base"}
-    assert all("error" not in row and row["windows_per_s"] > 0 for row in result["rows"])
+    assert all("error" not in row and row["windows_per_s"] > 0 and row["files_per_s"] > 0 for row in result["rows"])
+    e2e = json.loads((tmp_path / "out" / "e2e_cpu_smoke.json").read_text())
+    assert e2e["ok"] and e2e["cluster"] == "LocalCluster" and e2e["counts"]["done"] == e2e["files"] == e2e["answered"]
+    assert json.loads((tmp_path / "out" / "dask_cuda_check.json").read_text())["ok"] is False
+
+
+def test_cost_model(tmp_path):
+    """The estimate (no figures given), a measured pace, and windows/s from a gpu_check result."""
+    done = run_module("benchmarks.cost_model", "--json", str(tmp_path / "estimate.json"))
+    assert "ESTIMATE" in done.stdout and "| 100 |" in done.stdout and "| 500 |" in done.stdout
+    estimate = json.loads((tmp_path / "estimate.json").read_text())
+    small, large = estimate["rows"]
+    assert round(small["files"]) == round(large["files"]) > 1e6 and small["hours"] > large["hours"] > 0
+    assert all(cost > 0 for row in estimate["rows"] for cost in row["cost_usd"].values())
+    assert estimate["node"]["bound"] in {"gpu", "cpu", "network"}
+    run_module("benchmarks.cost_model", "--files-per-second", "5", "--nodes", "10", "--json", str(tmp_path / "m.json"))
+    measured = json.loads((tmp_path / "m.json").read_text())
+    assert measured["node"]["bound"] == "measured" and measured["rows"][0]["fleet_files_per_s"] < 50
+    check = {"rows": [{"model": "base", "compute_type": "float16", "batch": b, "context_s": c, "windows_per_s": w}
+                      for b, c, w in ((8, 10.0, 500.0), (32, 10.0, 900.0), (32, 30.0, 300.0), (64, 10.0, 5000.0))]}
+    (tmp_path / "gpu_throughput.json").write_text(json.dumps(check))
+    done = run_module("benchmarks.cost_model", "--gpu-check", str(tmp_path / "gpu_throughput.json"), "--gpu-scale",
+                      "0.5", "--read-block-mib", "1", "--json", str(tmp_path / "g.json"))
+    node = json.loads((tmp_path / "g.json").read_text())["node"]
+    assert node["windows_source"].startswith("measured") and node["windows_per_s"] == {"short": 450.0, "30s": 150.0}
 
 
 # -- distributed benchmarks (benchmarks/DISTRIBUTED.md) -----------------------------------------
