@@ -68,6 +68,8 @@ def problems(group: dict, placeholders: bool = False) -> list[str]:
     resources = container.get("resources") or {}
     check(whole(resources.get("cpu"), 1, 1024), "container.resources.cpu: 1-1024 (required)")
     check(whole(resources.get("memory"), 1024), "container.resources.memory: MB, at least 1024 (required)")
+    if "shm_size" in resources:
+        check(whole(resources["shm_size"], 64), "container.resources.shm_size: MB of /dev/shm, at least 64")
     classes = resources.get("gpu_classes", [])
     check(isinstance(classes, list) and len(classes) <= 100 and all(isinstance(c, str) and UUID.match(c) for c in classes),
           "container.resources.gpu_classes: GPU class UUIDs (GET /organizations/ORG/gpu-classes lists them)")
