@@ -188,6 +188,7 @@ class Orchestrator:
         try:
             self.ledger.expire_leases(self.run.id)
             self._monitored = self.client.get_metadata(MONITOR_KEY, default=None) is not None
+            self._tell_monitor("lid_dask_session", active=True)
             if self._monitored and self.settings.drift_baseline:
                 self._send_baseline(self.settings.drift_baseline)
             self.progress.counts = self.ledger.counts(self.run.id)
@@ -202,6 +203,7 @@ class Orchestrator:
                 self.client.unsubscribe_topic(FINGERPRINT_TOPIC)
                 restore()
         self.progress.counts = self.ledger.counts(self.run.id)
+        self._tell_monitor("lid_dask_session", active=False, remaining=self._remaining())
         return self.progress
 
     def _acquire_lock(self) -> bool:
@@ -410,19 +412,27 @@ class Orchestrator:
     def _send_baseline(self, run_name: str) -> None:
         """Have the monitor compare this run with `run_name`'s answers instead of its first files."""
         figures = from_ledger(self.ledger, self.run.id, self.ledger.get_run(run_name).id)
-        self.client.sync(self.client.scheduler.lid_dask_baseline, run=self.run.name, baseline=figures["baseline"],
-                         source=f"run {run_name}")
+        self._tell_monitor("lid_dask_baseline", baseline=figures["baseline"], source=f"run {run_name}")
 
     def _report(self, recorded: list[Outcome]) -> None:
         """Send the monitor the counts of what the ledger just accepted (never a worker's word)."""
-        counts = self.progress.counts
         batch = summary([o.result for o in recorded], [o.error_kind for o in recorded if o.result is None],
-                        remaining=sum(counts.get(state, 0) for state in (schema.PENDING, schema.LEASED, schema.FAILED)),
+                        remaining=self._remaining(),
                         workers={o.worker: self._worker_drift.get(o.worker, []) for o in recorded if o.worker})
+        self._tell_monitor("lid_dask_record", summary=batch)
+
+    def _remaining(self) -> int:
+        counts = self.progress.counts
+        return sum(counts.get(state, 0) for state in (schema.PENDING, schema.LEASED, schema.FAILED))
+
+    def _tell_monitor(self, handler: str, **message) -> None:
+        """Call a handler of the scheduler's monitor, if it has one; its failure never stops a run."""
+        if not self._monitored:
+            return
         try:
-            self.client.sync(self.client.scheduler.lid_dask_record, run=self.run.name, summary=batch)
+            self.client.sync(getattr(self.client.scheduler, handler), run=self.run.name, **message)
         except Exception as exc:  # noqa: BLE001 - the figures are a view; the ledger has the answers
-            log.warning("the monitor did not take a batch's figures (%s); it stops being told", exc)
+            log.warning("the monitor did not take %s (%s); it stops being told", handler, exc)
             self._monitored = False
 
     def _ignore(self, reason: str, message: str, *args) -> None:

@@ -143,7 +143,7 @@ def test_status_shows_drift_against_an_earlier_run(noise_clips, tmp_path):
                            env={**os.environ, "COLUMNS": "100"})
     assert shown.returncode == 0, shown.stderr
     assert "against the run before" in " ".join(shown.stdout.split())
-    assert "needs 200 files on each side" in " ".join(shown.stdout.split())
+    assert "too few files yet to tell a change from a sample's noise" in " ".join(shown.stdout.split())
     watching = subprocess.Popen([sys.executable, "-m", "lid_dask.cli", "status", "after", "--db", db, "--watch", "0.5"],
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     time.sleep(6)

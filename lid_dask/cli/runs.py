@@ -193,7 +193,7 @@ def _print_run(run, args, console) -> None:
 
 def print_drift(monitor, console) -> None:
     """The language mix now against the baseline, and each drift measure's PSI and state."""
-    from lid_dask.figures import BASELINE_FILES, MIN_FILES, OTHER, WINDOW_FILES
+    from lid_dask.figures import BASELINE_FILES, OTHER, WINDOW_FILES
     from lid_dask.languages import display_name
 
     table = Table(title=f"language mix: latest {WINDOW_FILES} files against the {escape(monitor.baseline_source)}"
@@ -209,7 +209,8 @@ def print_drift(monitor, console) -> None:
              + ("" if row.psi is None or row.psi != row.psi else f" ({row.psi:.2f})")
              for row in monitor.drift.itertuples()]
     console.print("drift (PSI; 0.1 watch, 0.25 drift): " + ", ".join(parts)
-                  + (f"; needs {MIN_FILES} files on each side" if "warming up" in monitor.drift.state.values else ""))
+                  + ("; warming up: too few files yet to tell a change from a sample's noise"
+                     if "warming up" in monitor.drift.state.values else ""))
 
 
 def print_runs(ledger, console) -> None:

@@ -41,7 +41,7 @@ class MonitorPlugin(SchedulerPlugin):
         self.runs: collections.OrderedDict[str, RunFigures] = collections.OrderedDict()
         self.fingerprints: collections.OrderedDict[str, dict] = collections.OrderedDict()  # worker address -> seen
         scheduler.handlers.update(lid_dask_record=self.record, lid_dask_baseline=self.set_baseline,
-                                  lid_dask_figures=self.figures)
+                                  lid_dask_session=self.session, lid_dask_figures=self.figures)
         scheduler.set_metadata(keys=MONITOR_KEY, value=1)
         plugins.add(self)
         self._keep_few_events()
@@ -51,6 +51,13 @@ class MonitorPlugin(SchedulerPlugin):
     def record(self, run: str, summary: dict) -> None:
         """An orchestrator recorded a batch of `run` in its ledger."""
         self._run(run).add(summary)
+
+    def session(self, run: str, active: bool, remaining: int | None = None) -> None:
+        """An orchestrator session on `run` started or ended (a stopped run is not a stuck one)."""
+        figures = self._run(run)
+        figures.active = bool(active)
+        if remaining is not None:
+            figures.remaining = remaining
 
     def set_baseline(self, run: str, baseline: dict, source: str) -> None:
         """Compare `run` with an earlier run's figures (`Distribution.to_dict`) instead of its first files."""

@@ -12,7 +12,12 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 from prometheus_client.registry import Collector
 
 from lid_dask.monitor import plugin
-from lid_dask.figures import CONFIDENCE_BINS, RunFigures
+from lid_dask.figures import CONFIDENCE_BINS, FAILED, IDENTIFIED, RunFigures
+from lid_dask.vocabulary import ErrorKind, ReviewReason
+
+OUTCOMES = (IDENTIFIED, ErrorKind.NO_SPEECH.value, ErrorKind.TOO_SHORT.value, FAILED)
+FAILURES = tuple(kind.value for kind in ErrorKind if not kind.is_answer)
+REVIEW_REASONS = tuple(reason.value for reason in ReviewReason)
 
 
 class LidDaskCollector(Collector):
@@ -45,6 +50,7 @@ def _families() -> dict:
         "confidence": HistogramMetricFamily("lid_dask_confidence", "Confidence of the files identified",
                                             labels=["run"]),
         "remaining": gauge("lid_dask_files_remaining", "Files the run has still to do", labels=["run"]),
+        "active": gauge("lid_dask_run_active", "1 while an orchestrator session processes the run", labels=["run"]),
         "last": gauge("lid_dask_last_record_timestamp_seconds", "When the run last recorded a batch",
                       labels=["run"]),
         "drift": gauge("lid_dask_drift_psi", "Population stability index of the recent files against the "
@@ -57,7 +63,7 @@ def _families() -> dict:
 
 def _add(families: dict, figures: RunFigures) -> None:
     run = figures.run
-    for outcome, n in figures.files.items():
+    for outcome, n in _with_zeros(figures.files, OUTCOMES).items():
         families["files"].add_metric([run, outcome], n)
     families["audio"].add_metric([run], figures.audio_seconds)
     families["speech"].add_metric([run], figures.speech_seconds)
@@ -68,10 +74,10 @@ def _add(families: dict, figures: RunFigures) -> None:
             families["predictions"].add_metric([run, model, language], n)
     for kind, n in figures.agreement.items():
         families["agreement"].add_metric([run, kind], n)
-    for reason, n in figures.review.items():
+    for reason, n in _with_zeros(figures.review, REVIEW_REASONS).items():
         families["review"].add_metric([run, reason], n)
     families["needs_review"].add_metric([run], figures.needs_review)
-    for kind, n in figures.errors.items():
+    for kind, n in _with_zeros(figures.errors, FAILURES).items():
         families["errors"].add_metric([run, kind], n)
     families["rechecked"].add_metric([run], figures.rechecked)
     cumulative, buckets = 0, []
@@ -81,9 +87,16 @@ def _add(families: dict, figures: RunFigures) -> None:
     families["confidence"].add_metric([run], buckets, sum_value=figures.confidence_sum)
     if figures.remaining is not None:
         families["remaining"].add_metric([run], figures.remaining)
+    families["active"].add_metric([run], int(figures.active))
     families["last"].add_metric([run], figures.updated)
     for measure, score in figures.drift().items():
         if score is not None:
             families["drift"].add_metric([run, measure], score)
     families["drifted"].add_metric([run], len(figures.drifted_workers()))
     families["workers"].add_metric([run], len(figures.active_workers()))
+
+
+def _with_zeros(counts, names) -> dict:
+    """Every name of a bounded label set from the start: a series that appears with its first
+    count loses that count to rate() and increase()."""
+    return {**dict.fromkeys(names, 0), **counts}

@@ -42,11 +42,11 @@ def every_kind_of_answer(i: int) -> FileResult:
 
 @pytest.fixture(scope="module")
 def exposed() -> set[str]:
-    """The sample names of a /metrics page with figures of 1,000 files (drift scores included)."""
+    """The sample names of a /metrics page with figures of 2,000 files (drift scores included)."""
     figures = RunFigures("archive")
-    for start in range(0, 1000, 25):
+    for start in range(0, 2000, 25):
         figures.add(summary([every_kind_of_answer(i) for i in range(start, start + 25)], ["lost"],
-                            remaining=1000 - start, workers={"w1": [], "w2": ["lid-dask 0.9 != 1.0"]}))
+                            remaining=2000 - start, workers={"w1": [], "w2": ["lid-dask 0.9 != 1.0"]}))
 
     class Figures(Collector):
         def collect(self):
@@ -134,7 +134,7 @@ def test_the_dashboard_has_the_panels_a_run_is_watched_by():
     assert kinds["Agreement, review and recheck rates"] == "timeseries"
     assert kinds["Failed files per second, by error class"] == "timeseries"
     assert kinds["Drifted workers"] == "stat"
-    drift = by_title["Drift: PSI of the last 500 files against the baseline"]
+    drift = by_title["Drift: PSI of the last 1,000 files against the baseline (absent while too few)"]
     steps = [step["value"] for step in drift["fieldConfig"]["defaults"]["thresholds"]["steps"]]
     assert steps == [None, WATCH, DRIFT]  # the watch and drift lines, as lid_dask.figures reads PSI
     assert drift["fieldConfig"]["defaults"]["custom"]["thresholdsStyle"]["mode"] != "off"

@@ -70,6 +70,7 @@ LOOSENED = [
     ("errors: a new class not counted as 0 before", " or 0 * run_kind:lid_dask_errors:ratio10m", ""),
     ("errors: under 10 files", "\n          and run_kind:lid_dask_errors:increase10m >= 10", ""),
     ("no progress: files remaining", "lid_dask_files_remaining > 0\n          and on (job, instance, run) ", ""),
+    ("no progress: a stopped run", "lid_dask_run_active == 1\n          and on (job, instance, run) ", ""),
     ("no progress: 10 minutes", "lid_dask_last_record_timestamp_seconds > 900",
      "lid_dask_last_record_timestamp_seconds > 600"),
     ("drifted workers", "expr: lid_dask_drifted_workers > 0", "expr: lid_dask_drifted_workers > 1"),
