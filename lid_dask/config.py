@@ -29,9 +29,11 @@ class IdentifyConfig:
     comma-separated string); `vad`: speech detector; `device`: auto | cpu | cuda; `consensus`:
     the consensus rule's weights and thresholds; `storage_options`: fsspec options (no
     credentials in a run: see `lid_dask.storage`); `calibrations`: fitted calibrations by model
-    name (from the ledger); `allow_private_network`: True, or CIDR networks, that HTTP(S) audio
-    may be fetched from besides public addresses; `chunk_files`: files `Identifier.iter_results`
-    decodes and runs through the models together; `decode_threads`: files decoded at once.
+    name (from the ledger); `accept_rule`: the stored accept rule that decides which answers need
+    no review (`lid_dask.acceptance`; None: the default rule); `allow_private_network`: True, or
+    CIDR networks, that HTTP(S) audio may be fetched from besides public addresses; `chunk_files`:
+    files `Identifier.iter_results` decodes and runs through the models together;
+    `decode_threads`: files decoded at once.
     """
 
     models: tuple[str, ...] = (DEFAULT_MODEL,)
@@ -42,6 +44,7 @@ class IdentifyConfig:
     consensus: ConsensusConfig = field(default_factory=ConsensusConfig)
     storage_options: dict | None = None
     calibrations: dict | None = None
+    accept_rule: dict | None = None
     allow_private_network: bool | tuple[str, ...] = False
     chunk_files: int = 8
     decode_threads: int = 2

@@ -19,6 +19,7 @@ import numpy as np
 from toolz import partition_all
 
 from lid_dask import languages as lang
+from lid_dask.acceptance import refusal, review_reasons
 from lid_dask.audio import DecodedAudio, load_windows
 from lid_dask.calibration import from_dict
 from lid_dask.config import IdentifyConfig
@@ -71,6 +72,7 @@ class Identifier:
             raise ValueError(f"the same model is listed twice: {names}")
         lang.check_allow_list(self.languages, {b.name: b.labels for b in self.backends})
         self.calibrations = self._check_calibrations(self.config.calibrations or {})
+        self.accept_rule = self._check_accept_rule(self.config.accept_rule)
 
     @property
     def consensus(self) -> ConsensusConfig:
@@ -123,6 +125,18 @@ class Identifier:
                 continue
             usable[backend.name] = from_dict(entry["params"])
         return usable
+
+    def _check_accept_rule(self, rule: dict | None) -> dict | None:
+        """The accept rule, unless it was fitted on other models or weights: its promise is about
+        their confidence. Refused, the default rule applies."""
+        if not rule:
+            return None
+        why = refusal(rule, {b.name: b.fingerprint().get("model_sha256") for b in self.backends})
+        if why:
+            log.warning("%s; not applied: answers under %s confidence go to review, as without a rule", why,
+                        self.consensus.low_confidence)
+            return None
+        return rule
 
     # -- steps ------------------------------------------------------------------------------
 
@@ -230,9 +244,11 @@ class Identifier:
                               error_kind=ErrorKind.NO_SPEECH,
                               error=f"no speech in the {len(audio.windows)} window(s) analysed ({listened:.1f} s)")
         decision = combine_models(outputs, self.consensus)
+        reasons = (decision.reasons if self.accept_rule is None
+                   else review_reasons(decision.reasons, decision.confidence, self.accept_rule))
         return FileResult(**base, language=decision.language, confidence=decision.confidence,
-                          agreement=decision.agreement, needs_review=bool(decision.reasons),
-                          review_reasons=decision.reasons, models=tuple(o.verdict for o in outputs))
+                          agreement=decision.agreement, needs_review=bool(reasons), review_reasons=reasons,
+                          models=tuple(o.verdict for o in outputs))
 
 
 def _error_result(uri: str, error: AudioError) -> FileResult:

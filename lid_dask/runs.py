@@ -21,6 +21,7 @@ from dataclasses import dataclass
 import pandas as pd
 import sqlalchemy as sa
 
+from lid_dask import acceptance
 from lid_dask.config import IdentifyConfig
 from lid_dask.figures import MONITOR_KEY, Monitor, from_ledger
 from lid_dask.ledger import Ledger, RunInfo
@@ -71,10 +72,18 @@ class Summary:
     needs_review: int
     review_reasons: dict[str, int]
     failures: list[tuple[str, int]]  # (error kind, files) of failed and dead files
+    finished: int = 0  # files done or failed for good
+    accept_rule: dict | None = None  # the accept rule its answers go through; None: the default rule
+    rule_refused: str | None = None  # why the accept rule in its settings was refused
 
     @property
     def answered(self) -> int:
         return sum(n for _, n, _ in self.languages)
+
+    @property
+    def accepted(self) -> int:
+        """Answers that no review reason sends to a person."""
+        return self.answered - self.needs_review
 
     @property
     def audio_hours(self) -> float:
@@ -194,7 +203,9 @@ class Run:
         pace the work, are updated). Without a `name`, the run is
         named after its sources (`default_name`), so the same sources resume the same run. With
         `calibrated`, the newest calibration of each model stored in the ledger (`lid-dask
-        calibrate`) is applied to its answers before consensus. Only the public part of
+        calibrate`) is applied to its answers before consensus, and the newest accept rule that
+        holds for these models, calibrations and settings decides which answers need no review
+        (`lid_dask.acceptance`; without one, the default rule). Only the public part of
         `storage_options` (no credentials) is stored; `allowed_roots` widens what a manifest may name.
         """
         sources = [sources] if isinstance(sources, str) else list(sources)
@@ -224,8 +235,13 @@ class Run:
             run.added = run.add(sources, allowed_roots=allowed_roots)
             return run
         if calibrated:
-            calibrations = ledger.evaluations.latest_calibrations([ModelSpec.parse(m).name for m in engine.models])
+            names = [ModelSpec.parse(m).name for m in engine.models]
+            calibrations = ledger.evaluations.latest_calibrations(names)
             engine = engine.replace(calibrations=calibrations or None)
+            rule, why_not = acceptance.choose(ledger.evaluations.accept_rules(names), engine, names)
+            if why_not:
+                log.warning("run %s: %s; the default review rule applies", name, why_not)
+            engine = engine.replace(accept_rule=rule)
         ledger.create_run(name, {"identify": engine.replace(storage_options=public).to_dict(), **settings})
         run = cls(name, ledger=ledger, storage_options=storage_options)
         try:
@@ -283,9 +299,13 @@ class Run:
         return Status(self.name, self.ledger.counts(self.info.id), rate, self.ledger.top_errors(self.info.id))
 
     def summary(self) -> Summary:
-        """Files and audio hours per language, the review queue by reason, failures by class."""
-        return Summary(self.name, self.ledger.answers(self.info.id), self.ledger.needing_review(self.info.id),
-                       self.ledger.review_reasons(self.info.id), self.ledger.top_errors(self.info.id, limit=20))
+        """Files and audio hours per language, the review queue by reason, failures by class, and
+        the accept rule in force (read again: the run's fingerprint comes when it executes)."""
+        info = self.ledger.get_run(self.name)
+        counts = self.ledger.counts(info.id)
+        return Summary(self.name, self.ledger.answers(info.id), self.ledger.needing_review(info.id),
+                       self.ledger.review_reasons(info.id), self.ledger.top_errors(info.id, limit=20),
+                       counts["done"] + counts["dead"], *acceptance.in_force(info.config, info.fingerprint))
 
     def monitor(self, client=None, baseline: str | None = None) -> Monitor:
         """The run's model behaviour as pandas frames: drift per measure, language mix and

@@ -34,6 +34,13 @@ class ReviewReason(StrEnum):
     WINDOWS_DISAGREE = "windows_disagree"
     NO_SPEECH = "no_speech"
     TOO_SHORT = "too_short"
+    BELOW_ACCEPT_THRESHOLD = "below_accept_threshold"  # under the accept rule in force (`lid_dask.acceptance`)
+
+    @property
+    def from_confidence(self) -> bool:
+        """Whether the reason is the confidence alone. An accept rule is fitted on the files no
+        other reason sends to a person, and replaces the fixed low-confidence threshold."""
+        return self in (ReviewReason.LOW_CONFIDENCE, ReviewReason.BELOW_ACCEPT_THRESHOLD)
 
 
 class ErrorKind(StrEnum):

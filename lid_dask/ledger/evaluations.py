@@ -1,7 +1,8 @@
-"""The ledger's evaluation store: evaluations, calibrations and reviewed ground truth."""
+"""The ledger's evaluation store: evaluations, calibrations, accept rules and reviewed ground truth."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable
 
 import pandas as pd
@@ -13,7 +14,7 @@ from lid_dask.ledger.database import CHUNK, Database, transient, utcnow
 
 
 class EvaluationStore:
-    """Reads and writes of the tables that evaluation adds (revision 0002)."""
+    """Reads and writes of the tables that evaluation adds (revisions 0002 and 0004)."""
 
     def __init__(self, db: Database):
         self.db = db
@@ -95,6 +96,52 @@ class EvaluationStore:
         return dict(row._mapping)
 
     @transient
+    def save_accept_rule(self, models: list[dict], calibrations: dict, settings: dict, params: dict, dataset: str,
+                         run_id: int | None, labels_sha256: str) -> int:
+        """Store an accept rule: `models` [{name, model_sha256}] and `calibrations` {model: id or
+        None} say whose confidence it was fitted on, `settings` the engine settings it holds for."""
+        row = dict(models_key=models_key([m["name"] for m in models]), models=models, calibrations=calibrations,
+                   settings=settings, params=params, dataset=dataset, run_id=run_id, labels_sha256=labels_sha256,
+                   created_at=utcnow())
+        with self.db.engine.begin() as connection:
+            return connection.execute(s.accept_rules.insert().values(row).returning(s.accept_rules.c.id)).scalar()
+
+    @transient
+    def accept_rules(self, names: list[str]) -> list[dict]:
+        """The stored rules of exactly these models, newest first."""
+        a = s.accept_rules
+        query = sa.select(a).where(a.c.models_key == models_key(names)).order_by(a.c.id.desc())
+        with self.db.engine.connect() as connection:
+            return [dict(row._mapping) for row in connection.execute(query)]
+
+    @transient
+    def accept_rules_frame(self, model: str | None = None) -> pd.DataFrame:
+        """Stored accept rules, oldest first. ``in_use``: the newest of its models and settings
+        among those fitted under the calibrations new runs apply, the one new runs apply."""
+        with self.db.engine.connect() as connection:
+            frame = pd.read_sql(sa.select(s.accept_rules).order_by(s.accept_rules.c.id), connection)
+        if model:
+            frame = frame[frame["models_key"].map(lambda key: model in key.split(",")).astype(bool)]
+        frame["created_at"] = pd.to_datetime(frame["created_at"], utc=True)
+        latest = {m: c["id"] for m, c in self.latest_calibrations(sorted({n for key in frame["models_key"]
+                                                                          for n in key.split(",")})).items()}
+        current = frame["calibrations"].map(lambda ids: all(latest.get(m) == i for m, i in ids.items()))
+        group = frame["models_key"] + frame["settings"].map(lambda v: json.dumps(v, sort_keys=True))
+        frame["in_use"] = current & ~group.where(current).duplicated(keep="last")
+        return frame.reset_index(drop=True)
+
+    @transient
+    def remove_accept_rule(self, rule_id: int) -> dict:
+        """Delete a stored accept rule: new runs fall back on the previous one that holds for them,
+        or the default rule; runs already made keep theirs. Returns the deleted row."""
+        a = s.accept_rules
+        with self.db.engine.begin() as connection:
+            row = connection.execute(sa.delete(a).where(a.c.id == rule_id).returning(*a.c)).first()
+        if row is None:
+            raise LookupError(f"no accept rule {rule_id} in the ledger (`lid-dask calibration list`)")
+        return dict(row._mapping)
+
+    @transient
     def save_labels(self, dataset: str, rows: Iterable[dict], source: str) -> int:
         """Upsert reviewed ground truth: rows of uri, language and optionally reviewer."""
         now = utcnow()
@@ -112,3 +159,7 @@ class EvaluationStore:
         with self.db.engine.connect() as connection:
             return pd.read_sql(sa.select(s.labels.c.uri, s.labels.c.language)
                                .where(s.labels.c.dataset == dataset), connection)
+
+
+def models_key(names: Iterable[str]) -> str:
+    return ",".join(sorted(names))

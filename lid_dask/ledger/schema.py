@@ -137,6 +137,22 @@ calibrations = Table(
     Index("calibrations_model", "model", "id"),
 )
 
+# Added in revision 0004: accept rules (`lid_dask.acceptance`), fitted on labelled files of a run.
+accept_rules = Table(
+    "accept_rules", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("models_key", String(400), nullable=False),  # the model names, sorted and comma-separated
+    Column("models", JSON, nullable=False),  # [{"name", "model_sha256"}]: the weights it was fitted on
+    Column("calibrations", JSON, nullable=False),  # {model: stored calibration id or None}: the confidence's
+    Column("settings", JSON, nullable=False),  # the engine settings that decide answers (RULE_SETTINGS)
+    Column("params", JSON, nullable=False),  # AcceptRule.to_dict(): threshold, target, level, counts
+    Column("dataset", String(200), nullable=False),
+    Column("run_id", Integer, ForeignKey("runs.id", ondelete="SET NULL")),
+    Column("labels_sha256", String(64), nullable=False),  # of the labelled files it was fitted on (uri, label)
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Index("accept_rules_models", "models_key", "id"),
+)
+
 labels = Table(
     "labels", metadata,
     Column("dataset", String(200), primary_key=True),

@@ -94,7 +94,7 @@ def test_read_only_commands_never_create_or_upgrade_a_schema(pg_url):
     assert stale.returncode == 2 and "has schema 0002" in stale.stderr and "lid-dask db upgrade" in stale.stderr
     assert old.schema_revision() == "0002"
     assert cli("db", "upgrade", "--db", pg_url).returncode == 0
-    assert old.schema_revision() == "0003"
+    assert old.schema_revision() == "0004"
     listed = cli("status", "--db", pg_url)
     assert listed.returncode == 0, listed.stderr
     old.engine.dispose()

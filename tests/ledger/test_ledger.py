@@ -37,7 +37,7 @@ def ledger(db_url):
 
 
 def test_migrated_schema_matches_the_tables(ledger):
-    assert ledger.schema_revision() == "0003"
+    assert ledger.schema_revision() == "0004"
     with ledger.engine.connect() as connection:
         diff = compare_metadata(MigrationContext.configure(connection), schema.metadata)
     assert diff == []
@@ -152,7 +152,7 @@ def test_upgrade_from_the_first_revision_keeps_data(tmp_path):
     old.register(run.id, ["/a.wav"])
     assert old.schema_revision() == "0001"
     new = Ledger(url)
-    assert new.schema_revision() == "0003"
+    assert new.schema_revision() == "0004"
     assert new.counts(run.id)["pending"] == 1
     assert new.evaluations.save_labels("reviewed", [{"uri": "/a.wav", "language": "de"}], source="review") == 1
     assert new.evaluations.save_labels("reviewed", [{"uri": "/a.wav", "language": "fr"}], source="review") == 1
@@ -270,7 +270,7 @@ def test_upgrade_backfills_the_counts_and_downgrade_removes_them(db_url):
                    failed(claims[4], "corrupt")], "o", max_attempts=3, backoff=60)
 
     ledger.migrate()
-    assert ledger.schema_revision() == "0003"
+    assert ledger.schema_revision() == "0004"
     assert ledger.counts(first.id) == {"pending": 4, "leased": 1, "done": 2, "failed": 1, "dead": 2}
     assert ledger.counts(second.id) == {"pending": 2, "leased": 0, "done": 0, "failed": 0, "dead": 0}
     assert ledger.top_errors(first.id) == [("corrupt", 2), ("network", 1)]
@@ -292,6 +292,41 @@ def test_upgrade_backfills_the_counts_and_downgrade_removes_them(db_url):
     ledger.migrate()
     assert ledger.counts(second.id)["pending"] == 3
     assert_counts_exact(ledger)
+    ledger.engine.dispose()
+
+
+# -- accept rules (migration 0004) -------------------------------------------------------------------
+
+def test_upgrade_adds_accept_rules_beside_the_calibrations_and_downgrade_removes_them(db_url):
+    from lid_dask.acceptance import rule_settings
+    from lid_dask.config import IdentifyConfig
+    from lid_dask.evaluation.selective import AcceptRule
+
+    ledger = Ledger(db_url, migrate=False)
+    ledger.migrate("0003")
+    run = ledger.create_run("labelled", {})
+    store = ledger.evaluations
+    calibration = store.save_calibration("null", None, "platt", {"method": "platt", "a": 0.5, "b": 0.0, "n": 10},
+                                         "set", 0.2, 0.1)
+    assert "accept_rules" not in sa.inspect(ledger.engine).get_table_names()
+
+    ledger.migrate()
+    assert ledger.schema_revision() == "0004"
+    assert store.latest_calibrations(["null"])["null"]["id"] == calibration
+    rule = AcceptRule(0.905, 0.97, 0.95, 300, 180, 1, 0.974)
+    settings = rule_settings(IdentifyConfig(models="null"))
+    rule_id = store.save_accept_rule([{"name": "null", "model_sha256": None}], {"null": calibration}, settings,
+                                     rule.to_dict(), "set", run.id, "f" * 64)
+    (row,) = store.accept_rules(["null"])
+    assert row["id"] == rule_id and AcceptRule.from_dict(row["params"]) == rule
+    assert (row["calibrations"], row["settings"], row["run_id"]) == ({"null": calibration}, settings, run.id)
+
+    ledger.downgrade("0003")
+    assert ledger.schema_revision() == "0003"
+    assert "accept_rules" not in sa.inspect(ledger.engine).get_table_names()
+    assert store.latest_calibrations(["null"])["null"]["id"] == calibration
+    ledger.migrate()
+    assert store.accept_rules(["null"]) == []
     ledger.engine.dispose()
 
 
