@@ -40,8 +40,9 @@ from lid_dask.calibration import Calibration, PlattScaling, TemperatureScaling, 
 from lid_dask.evaluation.metrics import (as_dask, bin_coords, check_curve_bins, prepared, reliability_arrays,
                                          reliability_bins)
 
-__all__ = ["Calibration", "PlattScaling", "TemperatureScaling", "apply_calibrations", "calibration_effect",
-           "fit_per_model", "fit_platt", "fit_temperature", "from_dict", "split_by_uri", "undo_calibrations"]
+__all__ = ["Calibration", "PlattScaling", "TemperatureScaling", "applied_calibrations", "apply_calibrations",
+           "calibration_effect", "fit_per_model", "fit_platt", "fit_temperature", "from_dict", "split_by_uri",
+           "undo_calibrations"]
 
 _EPS = 1e-6
 _RESOLUTION = 0.01  # logit(confidence) is rounded to this for the Platt fit
@@ -162,6 +163,15 @@ def calibration_effect(frame, calibrations: dict[str, PlattScaling] | None = Non
         "calibration_confidence": (("model", "stage", "calibration_bin"), stacked("confidence")),
         "calibration_accuracy": (("model", "stage", "calibration_bin"), stacked("accuracy")),
     }, coords={"model": models, "stage": ["raw", "calibrated"], **bin_coords(bins, "calibration_bin")})
+
+
+def applied_calibrations(info) -> dict[str, dict]:
+    """The stored calibrations a run's answers went through (`info`: its `RunInfo`): those in its
+    settings that were fitted on the weights it loaded (the engine's rule, `Identifier._check_calibrations`)."""
+    stored = info.config.get("identify", {}).get("calibrations") or {}
+    loaded = {m.get("name"): m.get("model_sha256") for m in (info.fingerprint or {}).get("models", [])}
+    return {model: entry for model, entry in stored.items()
+            if not (entry.get("model_sha256") and loaded.get(model) and entry["model_sha256"] != loaded[model])}
 
 
 def split_by_uri(frame, test_fraction: float = 0.3, salt: str = ""):

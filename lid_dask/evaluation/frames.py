@@ -3,11 +3,12 @@
     frame = evaluation_frame(run.to_dask(), labels, run.predictions())
     ds = evaluate(frame)
 
-Rows: ``uri, model, predicted, confidence, label, agreement, needs_review``. The final answer
+Rows: ``uri, model, predicted, confidence, label, agreement, needs_review`` (and
+``review_reasons`` when the results have them, as a run's do). The final answer
 is model ``consensus``; every model gets a row for every labelled file of the run, with a null
 prediction where it gave none (a failed file, no speech), so a model that fails more often
-cannot look better by answering only the easy files. ``agreement`` and ``needs_review`` are
-properties of the file (from the consensus) and are repeated on each model's row.
+cannot look better by answering only the easy files. ``agreement``, ``needs_review`` and
+``review_reasons`` are properties of the file (from the consensus), repeated on each model's row.
 """
 
 from __future__ import annotations
@@ -40,18 +41,19 @@ def evaluation_frame(results, labels: LabelSet | pd.DataFrame, predictions=None,
     results = as_dask(results)
     if "state" in results.columns:  # files still pending or waiting for a retry have no final answer yet
         results = results[results["state"].isin(FINAL_STATES)]
-    files = _canonical(results[FILE_COLUMNS]).merge(truth, on="uri", how="inner")
+    reasons = [c for c in ("review_reasons",) if c in results.columns]
+    files = _canonical(results[FILE_COLUMNS + reasons]).merge(truth, on="uri", how="inner")
     parts = [files.rename(columns={"language": "predicted"}).assign(model=CONSENSUS)]
     if predictions is not None:
         predictions = _canonical(as_dask(predictions)[["uri", "model", "language", "probability"]])
         if models is None:
             models = sorted(predictions["model"].unique().compute())
-        context = files[["uri", "label", "agreement", "needs_review"]]
+        context = files[["uri", "label", "agreement", "needs_review", *reasons]]
         for model in models:
             own = predictions[predictions["model"] == model][["uri", "language", "probability"]]
             own = own.rename(columns={"language": "predicted", "probability": "confidence"})
             parts.append(context.merge(own, on="uri", how="left").assign(model=model))
-    columns = ["uri", "model", "predicted", "confidence", "label", "agreement", "needs_review"]
+    columns = ["uri", "model", "predicted", "confidence", "label", "agreement", "needs_review", *reasons]
     frame = dd.concat([part[columns] for part in parts])
     return frame.map_partitions(_normalise_predicted, meta=frame._meta)
 

@@ -34,7 +34,8 @@ CONFUSION_LANGUAGES = 12  # rows (true languages) of the confusion plot
 CONFUSION_OTHERS = 6  # columns for wrong answers outside those rows
 MISIDENTIFIED = 50  # rows of the misidentified files' table
 ABOUT = {"run": "run", "models": "models", "dataset": "labels", "calibrations": "calibrations applied",
-         "run_created": "run created", "evaluated": "evaluated"}  # Dataset attrs (evaluate_run) -> heading
+         "accept_rule": "review rule", "run_created": "run created",
+         "evaluated": "evaluated"}  # Dataset attrs (evaluate_run) -> heading
 DPI = 110
 
 
@@ -84,6 +85,9 @@ def write_report(dataset: xr.Dataset, out_dir, previous: xr.Dataset | Comparison
     blocks += [("p", "Rejecting answers below a confidence threshold: accuracy of what is kept, against the share "
                      "kept."),
                ("img", _plot_coverage(dataset, out / "coverage.png"))]
+
+    if "accept_accepted" in dataset:
+        blocks += _acceptance(dataset, out / "risk_coverage.png")
 
     if "agreement_accuracy" in dataset and dataset.sizes["model"] > 1:
         blocks += [("h2", "Consensus and review"), ("table", _consensus(dataset)),
@@ -177,6 +181,24 @@ def _misidentified(frame, model: str) -> list[tuple]:
     return blocks + [("p", f"{total} files got another language than their label, or none; most confident "
                            f"first{rest}."),
                      ("table", wrong)]
+
+
+def _acceptance(ds: xr.Dataset, path: Path) -> list[tuple]:
+    """What the review rule in force did (`acceptance_effect`), and its risk-coverage curve."""
+    value = {key: float(ds[f"accept_{key}"]) for key in ("files", "accepted", "coverage", "precision", "precision_low",
+                                                           "precision_high", "review_queue", "errors_caught")}
+    low, high = _pct([value["precision_low"], value["precision_high"]])
+    table = pd.DataFrame([{"files": int(value["files"]), "accepted": int(value["accepted"]),
+                           "coverage": _pct([value["coverage"]])[0], "precision": _pct([value["precision"]])[0],
+                           "95% interval": f"{low} - {high}" if low else "",
+                           "review queue": int(value["review_queue"]),
+                           "errors it holds": _pct([value["errors_caught"]])[0]}])
+    rule = ds.attrs.get("accept_rule", "the rule the run applied")
+    return [("h2", "Accepted without review"),
+            ("p", f"Review rule: {rule}. Accepted: the answers no review reason sends to a person; their "
+                  "precision with its 95% Clopper-Pearson interval; the review queue holds every other file, and "
+                  "that share of the wrong answers."),
+            ("table", table), ("img", _plot_risk_coverage(ds, path))]
 
 
 def _regressions(comparison: Comparison) -> pd.DataFrame:
@@ -322,6 +344,24 @@ def _plot_coverage(ds: xr.Dataset, path: Path) -> str:
     ax.set_title("Accuracy against coverage (rejecting low confidence)")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
+    return _save(fig, path)
+
+
+def _plot_risk_coverage(ds: xr.Dataset, path: Path) -> str:
+    fig, ax = _figure(figsize=(6, 4.2))
+    coverage, precision = ds["risk_coverage_coverage"].values, ds["risk_coverage_precision"].values
+    ax.plot(coverage, precision, color="#2b6cb0", label="accepting at each threshold (files no other reason sends)")
+    ax.plot(float(ds["accept_coverage"]), float(ds["accept_precision"]), "o", color="#e8590c", ms=6,
+            label="the rule in force")
+    if "accept_target" in ds.attrs:
+        ax.axhline(ds.attrs["accept_target"], color="grey", ls="--", lw=0.8,
+                   label=f"promised precision {100 * ds.attrs['accept_target']:.4g}%")
+    ax.set_xlim(0, 1.02)
+    ax.set_xlabel("coverage (share of files accepted without review)")
+    ax.set_ylabel("precision of the accepted files")
+    ax.set_title("Risk-coverage of the accept threshold")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="lower left")
     return _save(fig, path)
 
 

@@ -108,13 +108,17 @@ def rule_performance(rule: AcceptRule, confidence, correct, eligible=None, level
     Clopper-Pearson interval), coverage, the review queue's size and the share of errors it holds."""
     confidence, correct, eligible = _arrays(confidence, correct, eligible)
     accepted = eligible & rule.accepts(confidence)
-    n, right = int(accepted.sum()), int(correct[accepted].sum())
-    wrong = int((~correct).sum())
-    lower, upper = precision_bounds(right, n, level)
-    return {"files": int(len(correct)), "accepted": n, "coverage": n / len(correct) if len(correct) else math.nan,
-            "precision": right / n if n else math.nan, "precision_low": lower, "precision_high": upper,
-            "review_queue": int(len(correct) - n),
-            "errors_caught": (wrong - (n - right)) / wrong if wrong else math.nan}
+    return performance(len(correct), int(accepted.sum()), int(correct[accepted].sum()), int((~correct).sum()), level)
+
+
+def performance(files: int, accepted: int, right: int, wrong: int, level: float = 0.95) -> dict:
+    """The figures of `rule_performance` from counts: `files` labelled, `accepted` of them of which
+    `right` were right, and `wrong` files in all (accepted or not)."""
+    lower, upper = precision_bounds(right, accepted, level)
+    return {"files": int(files), "accepted": int(accepted), "coverage": accepted / files if files else math.nan,
+            "precision": right / accepted if accepted else math.nan, "precision_low": lower,
+            "precision_high": upper, "review_queue": int(files - accepted),
+            "errors_caught": (wrong - (accepted - right)) / wrong if wrong else math.nan}
 
 
 def risk_coverage(confidence, correct, eligible=None) -> dict[str, np.ndarray]:

@@ -4,6 +4,7 @@
     evaluation.comparison.exit_code()      # regression against the previous evaluation of that dataset
     write_report(evaluation.dataset, "report/", previous=evaluation.comparison, frame=evaluation.frame)
     calibrate_run(run, labels, dataset)    # fitted, checked on held-out files, stored per model if it helps
+    fit_accept_run(run, labels, 0.97)      # the accept rule (lid_dask.evaluation.acceptance); store_accept_rule
 """
 
 from __future__ import annotations
@@ -15,8 +16,11 @@ import fsspec
 import pandas as pd
 import xarray as xr
 
-from lid_dask.evaluation.calibration import (calibration_effect, fit_per_model, from_dict, split_by_uri,
-                                            undo_calibrations)
+from lid_dask.acceptance import in_force
+from lid_dask.config import IdentifyConfig
+from lid_dask.evaluation.acceptance import acceptance_effect, describe
+from lid_dask.evaluation.calibration import (applied_calibrations, calibration_effect, fit_per_model, from_dict,
+                                            split_by_uri, undo_calibrations)
 from lid_dask.evaluation.frames import evaluation_frame
 from lid_dask.evaluation.labels import LabelSet, detect_kind, label_set, load_labels
 from lid_dask.evaluation.metrics import CONSENSUS, evaluate
@@ -69,10 +73,12 @@ def evaluation_of(run: Run, labels: LabelSet) -> tuple[xr.Dataset, object]:
 def evaluate_run(run: Run, labels: LabelSet, dataset: str, threshold: float = 0.02) -> Evaluation:
     """Evaluate, compare with the previous evaluation of `dataset`, and store it in the ledger.
 
-    The Dataset's attrs say what was evaluated (run, model specs, dates), so a stored evaluation
-    still says it when its report is written later.
+    The Dataset's attrs say what was evaluated (run, model specs, review rule, dates), so a stored
+    evaluation still says it when its report is written later. Its ``accept_*`` variables are what
+    the review rule in force did (`acceptance_effect`).
     """
     ds, frame = evaluation_of(run, labels)
+    ds = ds.merge(acceptance_effect(frame))
     ledger = run.ledger
     info = ledger.get_run(run.name)  # fresh: the fingerprint is written when the run executes
     ds.attrs.update(_about(info, dataset))
@@ -128,15 +134,6 @@ def calibrate_run(run: Run, labels: LabelSet, dataset: str, test_fraction: float
     return Calibrated(effect, stored, kept_out)
 
 
-def applied_calibrations(info: RunInfo) -> dict[str, dict]:
-    """The stored calibrations a run's answers went through: those in its settings that were
-    fitted on the weights it loaded (the engine's own rule, `Identifier._check_calibrations`)."""
-    stored = info.config.get("identify", {}).get("calibrations") or {}
-    loaded = {m.get("name"): m.get("model_sha256") for m in (info.fingerprint or {}).get("models", [])}
-    return {model: entry for model, entry in stored.items()
-            if not (entry.get("model_sha256") and loaded.get(model) and entry["model_sha256"] != loaded[model])}
-
-
 def export_review(run: Run, path: str, storage_options: dict | None = None) -> int:
     """Write the files that need review (CSV), with a link to listen to each and an empty
     ``reviewed_language`` column for the reviewer; returns the number of files."""
@@ -177,13 +174,19 @@ def _listen_link(uri: str, storage_options: dict | None) -> str:
 
 
 def _about(info: RunInfo, dataset: str) -> dict:
-    """The run, its model specs, the calibrations its answers went through, and the dates."""
+    """The run, its model specs, the calibrations and the review rule its answers went through, and
+    the dates."""
     models = [m.get("spec") or m["name"] for m in (info.fingerprint or {}).get("models", [])]
     about = {"run": info.name, "models": ", ".join(models or info.config.get("identify", {}).get("models", [])),
              "dataset": dataset}
     calibrations = applied_calibrations(info)
     if calibrations:
         about["calibrations"] = ", ".join(f"{m}: calibration {e.get('id')}" for m, e in sorted(calibrations.items()))
+    rule, refused = in_force(info.config, info.fingerprint)
+    about["accept_rule"] = describe(rule, IdentifyConfig.from_dict(info.config.get("identify", {})).consensus
+                                    .low_confidence, refused)
+    if rule is not None and rule["threshold"] is not None:
+        about["accept_target"] = rule["target"]
     if info.created_at is not None:
         about["run_created"] = f"{info.created_at.astimezone(dt.timezone.utc):%Y-%m-%d %H:%M} UTC"
     about["evaluated"] = f"{utcnow():%Y-%m-%d %H:%M} UTC"

@@ -520,7 +520,7 @@ class Ledger:
     @transient
     def predictions_frame(self, run_id: int) -> pd.DataFrame:
         f, p = s.files, s.predictions
-        query = (sa.select(f.c.uri, p.c.model, p.c.language, p.c.probability, p.c.windows_disagree)
+        query = (sa.select(f.c.uri, p.c.model, p.c.language, p.c.probability, p.c.top, p.c.windows_disagree)
                  .select_from(p.join(f, f.c.id == p.c.file_id)).where(f.c.run_id == run_id).order_by(f.c.id))
         with self.engine.connect() as connection:
             return pd.read_sql(query, connection)
