@@ -267,8 +267,25 @@ def print_summary(summary, console, db: str = "") -> None:
         console.print(f"needs review: {summary.needs_review} files ("
                       + ", ".join(f"{reason} {n}" for reason, n in summary.review_reasons.items()) + ")")
         console.print(f"  list them: lid-dask review export {summary.name}{db} -o review.csv", soft_wrap=True)
+    print_accept_rule(summary, console)
     if summary.failures:
         console.print("failed: " + ", ".join(f"{kind} {n}" for kind, n in summary.failures))
+
+
+def print_accept_rule(summary, console) -> None:
+    """The share accepted without review and what the accept rule in force promises of it, or why
+    the rule in the run's settings was refused (nothing without one: the default rule)."""
+    rule = summary.accept_rule
+    if rule is None:
+        if summary.rule_refused:
+            console.print(f"[yellow]{escape(summary.rule_refused)}[/yellow]: refused, the default review rule applies")
+        return
+    share = f"{summary.accepted / summary.finished:.1%}" if summary.finished else "n/a"
+    promise = (f"accept rule {rule['id']} promises at least {100 * rule['target']:.4g}% of them right, with "
+               f"{100 * rule['confidence_level']:.4g}% confidence" if rule["threshold"] is not None else
+               f"accept rule {rule['id']} accepts nothing: it could promise nothing at {100 * rule['target']:.4g}%")
+    console.print(f"accepted without review: {summary.accepted} of {summary.finished} finished files ({share}); "
+                  f"{promise}")
 
 
 def _duration(seconds: float) -> str:
