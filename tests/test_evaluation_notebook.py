@@ -20,8 +20,9 @@ def test_evaluation_notebook(tmp_path):
     outputs = [o for cell in notebook.cells if cell.cell_type == "code" for o in cell.get("outputs", [])]
     assert not [o for o in outputs if o.output_type == "error"]
     pngs = [o["data"]["image/png"] for o in outputs if "image/png" in o.get("data", {})]
-    assert len(pngs) >= 4  # accuracy by language, confusion, reliability, coverage (+ agreement)
+    assert len(pngs) >= 5  # accuracy by language, confusion, reliability, coverage, risk-coverage (+ agreement)
     html = " ".join(o["data"].get("text/html", "") for o in outputs if "data" in o)
     assert "macro_f1" in html and "precision" in html
     text = "".join(o.get("text", "") for o in outputs if o.output_type == "stream")
     assert "no regression" in text
+    assert "AcceptRule(threshold=0." in text  # the accept rule fitted on the samples promises something
