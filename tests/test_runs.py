@@ -26,6 +26,7 @@ from lid_dask.cluster import connect
 from lid_dask.ledger import LedgerError, schema
 from lid_dask.runs import Run
 
+from . import fault_plugins  # noqa: F401 - Run.create checks models here: the test backends are registered
 from .conftest import free_port
 from .conftest import run as sh
 
