@@ -248,7 +248,7 @@ def long_lived_cluster():
 CHROMIUM = Path("/usr/bin/chromium")
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")  # not longer: playwright's event loop runs while it is open (asyncio.run fails)
 def browser():
     """Headless Debian chromium driven by playwright (no browser download), for the pages lid-dask
     serves. Host names other than loopback resolve to nothing, so a page that would need the
