@@ -130,6 +130,8 @@ def _labelled_run(args, console):
     url = options.database_url(args)
     ledger = Ledger.existing(url) if args.run else Ledger(url)
     labels = load_ground_truth(args.labels, ledger, kind=args.label_format, split=args.split)
+    if labels.frame.empty:
+        raise ValueError(f"no labelled files in {args.labels} (split {args.split!r}): check the path and --label-format")
     if labels.unknown:
         console.print(f"[yellow]{sum(labels.unknown.values())} labels name no known language:[/yellow] "
                       + escape(", ".join(f"{k!r} ({n})" for k, n in list(labels.unknown.items())[:10])))

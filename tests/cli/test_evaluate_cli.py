@@ -99,3 +99,12 @@ def test_evaluate_calibrate_review_loop(tmp_path, audio_dir):
     again = cli("evaluate", "--labels", "db:reviewed", "--run", run_name, "--db", db, cwd=tmp_path)
     assert again.returncode == 0, again.stderr
     assert ledger.evaluations.evaluations_frame("db:reviewed").iloc[0].summary["consensus"]["n"] == 1
+
+
+def test_labels_that_name_no_file_are_one_line_before_anything_runs(tmp_path):
+    done = cli("evaluate", "--labels", str(tmp_path / "no-such-folder"), "-m", "whisper-ct2:bundled",
+               "--db", f"sqlite:///{tmp_path / 'ledger.db'}", cwd=tmp_path)
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert done.stderr.strip().splitlines() == [
+        f"error: no labelled files in {tmp_path / 'no-such-folder'} (split 'test'): check the path and --label-format"]
+    assert not Ledger(f"sqlite:///{tmp_path / 'ledger.db'}").list_runs()  # no run was made
