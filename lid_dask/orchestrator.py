@@ -47,6 +47,7 @@ from lid_dask.vocabulary import ErrorKind
 from lid_dask.worker import FINGERPRINT_TOPIC, RESULTS_TOPIC, identify_batch_task
 
 log = logging.getLogger(__name__)
+POISON_VERDICTS = 2  # KilledWorker verdicts on a file alone in its batch before it is dead
 
 
 class RunLocked(RuntimeError):
@@ -160,6 +161,7 @@ class Orchestrator:
         self._reference = self.run.fingerprint
         self._workers_seen: dict[str, str] = {}
         self._worker_drift: dict[str, list[str]] = {}
+        self._killed_alone: Counter = Counter()  # file id -> KilledWorker verdicts on its batch alone
         self._monitored = False  # the scheduler has lid_dask.monitor: recorded batches are reported to it
         self._refused_in_a_row = 0
         self.progress = Progress(counts=ledger.counts(self.run.id))
@@ -365,9 +367,16 @@ class Orchestrator:
             self._batches.pop(batch.token)
             if len(batch.claims) == 1:
                 claim = batch.claims[0]
+                self._killed_alone[claim.file_id] += 1
+                if self._killed_alone[claim.file_id] < POISON_VERDICTS:
+                    # Dask also blames a batch waiting on a worker that another batch killed: a file
+                    # alone in its batch is poison only if that happens to it again.
+                    log.warning("the batch of file %s alone was on workers that died; trying it once more", claim.uri)
+                    self._submit([claim])
+                    return
                 self._record_outcomes([Outcome(claim.file_id, None, error_kind=ErrorKind.KILLED_WORKER, error=(
-                    f"processing this file killed the worker process {1 + _allowed_failures()} times; "
-                    "isolated as a poison file"))])
+                    f"processing this file alone killed the worker process "
+                    f"{POISON_VERDICTS * (1 + _allowed_failures())} times; isolated as a poison file"))])
                 return
             half = len(batch.claims) // 2
             log.warning("batch %s keeps killing workers; splitting %d files to find the cause",

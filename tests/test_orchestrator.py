@@ -14,7 +14,7 @@ import pytest
 from distributed.scheduler import KilledWorker
 
 from lid_dask.ledger import Claim
-from lid_dask.orchestrator import Orchestrator, RunSettings, _split_by_bytes
+from lid_dask.orchestrator import POISON_VERDICTS, Orchestrator, RunSettings, _split_by_bytes
 from lid_dask.results import FileResult
 from lid_dask.runs import Run
 from lid_dask.worker import RESULTS_TOPIC
@@ -194,7 +194,23 @@ def test_a_batch_that_keeps_killing_workers_is_split_until_the_poison_file_is_al
     assert (frame.drop("/audio/ccc.wav").state == "done").all()
     with_poison = [len(uris) for uris in client.submitted if "/audio/ccc.wav" in uris]
     assert with_poison == sorted(with_poison, reverse=True) and with_poison[-1] == 1  # halved until alone
-    assert len(set(with_poison)) == len(with_poison)
+    assert with_poison.count(1) == POISON_VERDICTS and len(set(with_poison)) == len(with_poison) - 1
+
+
+def test_a_file_blamed_once_alone_for_another_files_kill_is_tried_again(run):
+    """Dask blames the batch waiting on a worker that another batch killed: one verdict alone is
+    not enough to call a file poison."""
+    blamed = []
+
+    def answer(name, token, uris, attempt):
+        if uris == ["/audio/bb.wav"] and not blamed:
+            blamed.append(uris)
+            return KilledWorker("lid-batch", "tcp://127.0.0.1:1", allowed_failures=1)
+        return [answers(name, token, uris)]
+
+    execute(run, FakeClient(answer), batch_files=1)
+    frame = run.results().set_index("uri")
+    assert blamed and (frame.state == "done").all()
 
 
 def test_batches_are_split_by_bytes(tmp_path):
