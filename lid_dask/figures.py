@@ -221,7 +221,6 @@ class RunFigures:
         self._recent_batches: deque[dict] = deque()
 
     def add(self, batch: dict) -> None:
-        self.active = True
         batch = self._bounded(batch)
         self.updated = now = float(batch.get("time") or time.time())
         self.files.update(batch["files"])
