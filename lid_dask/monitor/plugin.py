@@ -7,9 +7,12 @@ ledger) and, on a TLS cluster, the worker role cannot call this handler (`lid_da
 Workers' own events still feed what only they know: each worker's environment fingerprint, seen
 as it arrives (`log_event`). The scheduler never queries a database.
 
-The plugin also bounds what the scheduler keeps of lid-dask's events: Dask keeps the last 100,000
-events of each topic, and results events carry a batch's answers (kilobytes each); the
-orchestrator has them by the time they are logged, so only the last `EVENTS_KEPT` stay.
+The plugin also bounds what the scheduler keeps of lid-dask's events: Dask keeps the last 1,000
+events of each topic, and its stream to each client the last 1,000 messages it sent (both
+``distributed.admin.low-level-log-length``), among them every results event forwarded to the
+orchestrator that subscribed. Results events carry a batch's answers (kilobytes each, 20 MiB per
+10,000 answers of the null model at batch 256 in benchmarks/monitor_overhead.py); the orchestrator
+has them by the time they are logged, so only the last `EVENTS_KEPT` stay in either.
 """
 
 from __future__ import annotations
@@ -44,6 +47,7 @@ class MonitorPlugin(SchedulerPlugin):
                                   lid_dask_session=self.session, lid_dask_figures=self.figures)
         scheduler.set_metadata(keys=MONITOR_KEY, value=1)
         plugins.add(self)
+        self._warned_sends = False
         self._keep_few_events()
 
     # -- handlers (orchestrators and clients) -------------------------------------------------
@@ -72,9 +76,26 @@ class MonitorPlugin(SchedulerPlugin):
     # -- what workers send ----------------------------------------------------------------------
 
     def log_event(self, topic, msg) -> None:
-        if topic in (RESULTS_TOPIC, FINGERPRINT_TOPIC) and isinstance(msg, dict) and isinstance(
-                msg.get("fingerprint"), dict):
+        if topic not in (RESULTS_TOPIC, FINGERPRINT_TOPIC):
+            return
+        self._keep_few_sends(topic)
+        if isinstance(msg, dict) and isinstance(msg.get("fingerprint"), dict):
             self._fingerprint(str(msg.get("worker")), msg["fingerprint"])
+
+    def _keep_few_sends(self, topic: str) -> None:
+        """Hold the streams to `topic`'s subscribers to logging their last `EVENTS_KEPT` sends: the
+        log (distributed's ``BatchedSend.recent_message_log``, for debugging) holds the events
+        forwarded to them, as many as the topic held before its own bound (pinned version; checked)."""
+        try:
+            for client in self.scheduler._broker._topics[topic].subscribers:
+                stream = self.scheduler.client_comms.get(client)
+                recent = getattr(stream, "recent_message_log", None)
+                if recent is not None and (recent.maxlen is None or recent.maxlen > EVENTS_KEPT):
+                    stream.recent_message_log = collections.deque(recent, maxlen=EVENTS_KEPT)
+        except (AttributeError, KeyError, TypeError) as exc:
+            if not self._warned_sends:
+                log.warning("cannot bound the scheduler's log of the lid-dask events it sent (%s)", exc)
+            self._warned_sends = True
 
     def _keep_few_events(self) -> None:
         """Hold lid-dask's topics to `EVENTS_KEPT` events. Dask offers no per-topic length, so this
