@@ -20,7 +20,7 @@ from .conftest import ROOT, run_module
 BENCHMARKS = ROOT / "benchmarks"
 # Every runnable module of benchmarks/, each with a smoke test below.
 MODULES = ["bench_accuracy_throughput", "bench_cluster_e2e", "bench_evaluation_scale", "bench_ledger_scale",
-           "bench_long_files", "bench_memory", "bench_orchestration", "cost_model", "gpu_throughput",
+           "bench_long_files", "bench_memory", "bench_orchestration", "cost_model", "gpu_throughput", "monitor_overhead",
            "record_evaluation"]
 
 
@@ -192,6 +192,23 @@ def test_evaluation_scale(tmp_path):
     result = json.loads(out.read_text())
     assert result["rows"] == 2000 and result["partitions"] == 2
     assert result["evaluate_s"] >= 0 and result["peak_rss_mib"] > 0 and 0 <= result["accuracy"] <= 1
+
+
+def test_monitor_overhead(tmp_path):
+    """One (plain, monitor) pair of long-lived schedulers, one worker, 300 null-backend files."""
+    done = run_module("benchmarks.monitor_overhead", "--files", "300", "--pairs", "1", "--warmup-files", "40",
+                      "--batch-files", "20", "--db", "sqlite", "--workers", "1", "--no-wait", "--out", str(tmp_path))
+    assert "per 10,000 results" in done.stdout and "monitor / plain" in done.stdout
+    result = json.loads((tmp_path / "monitor_overhead.json").read_text())
+    assert result["meta"]["machine"]["command"].startswith("python -m benchmarks.monitor_overhead")
+    runs = {r["variant"]: r for r in result["runs"]}
+    assert set(runs) == {"plain", "monitor"} and not any(r["problems"] for r in runs.values())
+    for r in runs.values():
+        assert r["done"] == 300 and r["files_per_s"] > 0 and r["scheduler_cpu_s"] > 0 and r["rss_after_mib"] > 0
+    assert runs["monitor"]["monitor_counted"] == 300 and runs["monitor"]["report_calls"] > 0
+    assert runs["plain"]["report_calls"] == 0 and not runs["plain"]["events"]["monitor_plugin"]
+    assert result["summary"]["ratio_monitor_over_plain"]["wall_s"]["median"] > 0
+    assert (tmp_path / "monitor_overhead.txt").read_text().startswith("lid_dask.monitor overhead")
 
 
 def test_cluster_e2e(tiny_synth, tmp_path):
