@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -119,9 +120,9 @@ def samples_dir() -> Path:
 PG_ADMIN = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 
 
-@pytest.fixture
-def pg_url():
-    """A fresh PostgreSQL database on the local server, dropped afterwards."""
+@contextlib.contextmanager
+def fresh_pg_database():
+    """A fresh PostgreSQL database on the local server (its URL), dropped afterwards."""
     import uuid
 
     import sqlalchemy as sa
@@ -130,10 +131,27 @@ def pg_url():
     admin = sa.create_engine(PG_ADMIN, isolation_level="AUTOCOMMIT", pool_pre_ping=True)
     with admin.connect() as connection:
         connection.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    yield f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
-    with admin.connect() as connection:
-        connection.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
+    try:
+        yield f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
+    finally:
+        with admin.connect() as connection:
+            connection.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+@pytest.fixture
+def pg_url():
+    with fresh_pg_database() as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def monitored_client():
+    """A local cluster (one worker with the test backends) whose scheduler runs lid_dask.monitor."""
+    from lid_dask.cluster import cluster_client
+
+    with cluster_client(n_workers=1, dashboard_address="127.0.0.1:0", preload=("tests.fault_plugins",)) as client:
+        yield client
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

@@ -15,7 +15,7 @@ import pytest
 import soundfile
 from prometheus_client.parser import text_string_to_metric_families
 
-from lid_dask.cluster import connect
+from lid_dask.cluster import cluster_client
 from lid_dask.monitor import PAGE
 from lid_dask.ledger import Ledger, LedgerError
 from lid_dask.runs import Run
@@ -34,15 +34,6 @@ def noise_clips(tmp_path_factory):
     for i in range(FILES):
         soundfile.write(folder / f"clip{i:02d}.wav", rng.normal(0, 0.1, 16000 + 800 * i).astype(np.float32), 16000)
     return folder
-
-
-@pytest.fixture(scope="module")
-def monitored_client():
-    client = connect(n_workers=1, dashboard_address="127.0.0.1:0", preload=("tests.fault_plugins",))
-    yield client
-    cluster = client.cluster
-    client.close()
-    cluster.close()
 
 
 def metrics(client) -> dict:
@@ -113,31 +104,21 @@ def test_the_dashboard_lists_the_page(monitored_client):
 
 def test_a_scheduler_without_the_monitor_leaves_runs_working(noise_clips, tmp_path):
     """The orchestrator sends figures only where the monitor runs; elsewhere runs go on as before."""
-    client = connect(n_workers=1, dashboard_address=None, preload=("tests.fault_plugins",),
-                     scheduler_kwargs={"preload": []})
-    try:
+    with cluster_client(n_workers=1, dashboard_address=None, preload=("tests.fault_plugins",),
+                        scheduler_kwargs={"preload": []}) as client:
         run = Run.create("unwatched", [str(noise_clips)], f"sqlite:///{tmp_path / 'ledger.db'}",
                          **{**ENGINE, "models": "content-hash?delay=0"})
         run.execute(client, progress=False)
         assert run.ledger.counts(run.info.id)["done"] == FILES
         assert run.monitor(client).source == "ledger"
-    finally:
-        cluster = client.cluster
-        client.close()
-        cluster.close()
 
 
 def test_status_shows_drift_against_an_earlier_run(noise_clips, tmp_path):
     db = f"sqlite:///{tmp_path / 'ledger.db'}"
-    client = connect(n_workers=1, dashboard_address=None, preload=("tests.fault_plugins",))
-    try:
+    with cluster_client(n_workers=1, dashboard_address=None, preload=("tests.fault_plugins",)) as client:
         for name in ("before", "after"):
             Run.create(name, [str(noise_clips)], db, **{**ENGINE, "models": "content-hash?delay=0"}).execute(
                 client, progress=False)
-    finally:
-        cluster = client.cluster
-        client.close()
-        cluster.close()
     shown = subprocess.run([sys.executable, "-m", "lid_dask.cli", "status", "after", "--db", db,
                             "--drift-baseline", "before"], capture_output=True, text=True, timeout=120,
                            env={**os.environ, "COLUMNS": "100"})

@@ -88,12 +88,7 @@ class EvaluationStore:
     def remove_calibration(self, calibration_id: int) -> dict:
         """Delete a stored calibration, so new runs fall back on the model's previous one (or none);
         runs already made keep the one in their settings. Returns the deleted row."""
-        c = s.calibrations
-        with self.db.engine.begin() as connection:
-            row = connection.execute(sa.delete(c).where(c.c.id == calibration_id).returning(*c.c)).first()
-        if row is None:
-            raise LookupError(f"no calibration {calibration_id} in the ledger (`lid-dask calibration list`)")
-        return dict(row._mapping)
+        return self._delete(s.calibrations, calibration_id, "calibration")
 
     @transient
     def save_accept_rule(self, models: list[dict], calibrations: dict, settings: dict, params: dict, dataset: str,
@@ -134,11 +129,14 @@ class EvaluationStore:
     def remove_accept_rule(self, rule_id: int) -> dict:
         """Delete a stored accept rule: new runs fall back on the previous one that holds for them,
         or the default rule; runs already made keep theirs. Returns the deleted row."""
-        a = s.accept_rules
+        return self._delete(s.accept_rules, rule_id, "accept rule")
+
+    def _delete(self, table: sa.Table, row_id: int, what: str) -> dict:
+        """Delete one stored row by id and return it; a clear LookupError when there is none."""
         with self.db.engine.begin() as connection:
-            row = connection.execute(sa.delete(a).where(a.c.id == rule_id).returning(*a.c)).first()
+            row = connection.execute(sa.delete(table).where(table.c.id == row_id).returning(*table.c)).first()
         if row is None:
-            raise LookupError(f"no accept rule {rule_id} in the ledger (`lid-dask calibration list`)")
+            raise LookupError(f"no {what} {row_id} in the ledger (`lid-dask calibration list`)")
         return dict(row._mapping)
 
     @transient

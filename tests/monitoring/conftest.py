@@ -15,16 +15,13 @@ import subprocess
 import time
 import urllib.parse
 import urllib.request
-import uuid
 from dataclasses import dataclass
 
 import pytest
-import sqlalchemy as sa
 import yaml
 
-from lid_dask.cluster import connect
 
-from ..conftest import PG_ADMIN, free_port, need
+from ..conftest import free_port, fresh_pg_database, need
 from .promql import ALERTS, MONITORING
 
 TEST_FOR = "2s"
@@ -33,24 +30,8 @@ TEST_FOR = "2s"
 @pytest.fixture(scope="module")
 def ledger_url():
     """A fresh PostgreSQL database for the module, dropped afterwards."""
-    name = f"lid_dask_test_{uuid.uuid4().hex[:10]}"
-    admin = sa.create_engine(PG_ADMIN, isolation_level="AUTOCOMMIT", pool_pre_ping=True)
-    with admin.connect() as connection:
-        connection.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    yield f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
-    with admin.connect() as connection:
-        connection.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
-
-
-@pytest.fixture(scope="module")
-def monitored_cluster():
-    """One worker process with the test backends; `connect` gives the scheduler lid_dask.monitor."""
-    client = connect(n_workers=1, dashboard_address="127.0.0.1:0", preload=("tests.fault_plugins",))
-    yield client
-    cluster = client.cluster
-    client.close()
-    cluster.close()
+    with fresh_pg_database() as url:
+        yield url
 
 
 @dataclass
@@ -99,7 +80,7 @@ def shortened_rules() -> tuple[str, int]:
 
 
 @pytest.fixture(scope="module")
-def prometheus(monitored_cluster, tmp_path_factory) -> PrometheusServer:
+def prometheus(monitored_client, tmp_path_factory) -> PrometheusServer:
     need("prometheus")
     folder = tmp_path_factory.mktemp("prometheus")
     rules, cut = shortened_rules()
@@ -109,7 +90,7 @@ def prometheus(monitored_cluster, tmp_path_factory) -> PrometheusServer:
     config["global"].update(scrape_interval="1s", evaluation_interval="1s")
     config["rule_files"] = [str(folder / "alerts.yml")]
     (job,) = config["scrape_configs"]
-    scheduler = urllib.parse.urlsplit(monitored_cluster.dashboard_link).netloc
+    scheduler = urllib.parse.urlsplit(monitored_client.dashboard_link).netloc
     job["static_configs"] = [{"targets": [scheduler]}]
     (folder / "prometheus.yml").write_text(yaml.safe_dump(config))
     port = free_port()

@@ -54,7 +54,7 @@ def counted(results: dict[tuple, float], label: str) -> dict[str, float]:
     return {key: value for key, value in by(results, label).items() if value}
 
 
-def test_prometheus_scrapes_during_a_run_and_ends_with_the_ledgers_counts(prometheus, monitored_cluster,
+def test_prometheus_scrapes_during_a_run_and_ends_with_the_ledgers_counts(prometheus, monitored_client,
                                                                            ledger_url, tmp_path):
     """800 tones in four languages (a fifth of them quiet), 10 too short, 4 corrupt, 2 empty, the
     odd ones spread through the run (a counter's first scrape is no increase to `rate`)."""
@@ -66,7 +66,7 @@ def test_prometheus_scrapes_during_a_run_and_ends_with_the_ledgers_counts(promet
     for i in range(2):
         (folder / f"{400 * i + 150:04d}-empty.wav").write_bytes(b"")
     start = time.time()
-    run = execute("scraped", folder, ledger_url, monitored_cluster)
+    run = execute("scraped", folder, ledger_url, monitored_client)
     ledger = run.results()
     assert len(ledger) == 816 and (ledger.attempts == 1).all()  # no retries: attempts are files here
     identified = ledger[ledger.language.notna() & (ledger.language != "")]
@@ -132,9 +132,9 @@ def two_halves(name: str, first: dict[str, float], second: dict[str, float], db:
     return start
 
 
-def test_a_run_whose_second_half_is_another_language_mix_fires_the_drift_alert(prometheus, monitored_cluster,
+def test_a_run_whose_second_half_is_another_language_mix_fires_the_drift_alert(prometheus, monitored_client,
                                                                                ledger_url, tmp_path):
-    start = two_halves("drifting", MIX, {"en": 0.4, "ja": 0.4, "zh": 0.2}, ledger_url, monitored_cluster, tmp_path)
+    start = two_halves("drifting", MIX, {"en": 0.4, "ja": 0.4, "zh": 0.2}, ledger_url, monitored_client, tmp_path)
     prometheus.wait_for('sum(lid_dask_files_total{run="drifting"})', 2000)
     psi = by(prometheus.query('lid_dask_drift_psi{run="drifting"}'), "measure")
     assert psi["language_mix"] > 0.25
@@ -153,8 +153,8 @@ def test_a_run_whose_second_half_is_another_language_mix_fires_the_drift_alert(p
     assert prometheus.query(f'count_over_time(ALERTS{{run="drifting", alertname="LidDaskDrift"}}[{window}])')
 
 
-def test_a_run_with_the_same_mix_throughout_fires_nothing(prometheus, monitored_cluster, ledger_url, tmp_path):
-    start = two_halves("steady", MIX, MIX, ledger_url, monitored_cluster, tmp_path)
+def test_a_run_with_the_same_mix_throughout_fires_nothing(prometheus, monitored_client, ledger_url, tmp_path):
+    start = two_halves("steady", MIX, MIX, ledger_url, monitored_client, tmp_path)
     prometheus.wait_for('sum(lid_dask_files_total{run="steady"})', 2000)
     time.sleep(5)  # more than a shortened `for:` and a few evaluations after the last figures
     rules = {r["name"]: r for group in prometheus.get("/api/v1/rules")["groups"] for r in group["rules"]}
